@@ -10,6 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class Severity(enum.Enum):
@@ -169,3 +172,27 @@ class Settings:
     suppressions: tuple[Suppression, ...] = ()
     tier_coverage: dict[str, TierCoverage] = field(default_factory=dict)
     plan_downgrades: dict[str, PlanDowngrade] = field(default_factory=dict)
+    suppressions_complete: bool = True
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Collected(Generic[T]):
+    """Every item that paging returned, and whether that is all there is.
+
+    `complete` is False when the pages fell short of `meta.total` or of the expected count, a
+    next link repeated or pointed elsewhere, pages overlapped, or paging stopped at its bound.
+    `problems` holds one sentence per reason.
+    """
+
+    items: tuple[T, ...]
+    complete: bool = True
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedScan:
+    """A scan and every finding of it. `scan.findings` is empty: the findings are in `findings`."""
+
+    scan: Scan
+    findings: Collected[Finding]
