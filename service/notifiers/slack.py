@@ -1,0 +1,122 @@
+"""The `slack` notifier: a bot token and `chat.postMessage` through slack-sdk's AsyncWebClient.
+
+The SDK's own retries are switched off, because the dispatcher retries with backoff across
+process restarts and a hidden retry inside one attempt would escape its pacing and counting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from service.digitalocean.models import Severity
+from service.logging import register_secret
+from service.notifiers.base import PayloadFormat
+from service.notifiers.http import LoopBoundSession
+from service.notifiers.retry import error_for_transport
+from service.notifiers.slack_errors import error_for_slack_answer
+
+DEFAULT_API_URL = "https://slack.com/api/"
+# chat.postMessage allows about one message a second per channel, with short bursts
+# (https://docs.slack.dev/reference/methods/chat.postMessage, "Rate limiting").
+SLACK_MIN_INTERVAL_S = 1.0
+
+# slack-sdk logs request details at DEBUG when its logger's own level allows it; a logger set
+# to WARNING keeps that out of the service's logs whatever the root level is.
+_sdk_logger = logging.getLogger(f"{__name__}.sdk")
+_sdk_logger.setLevel(logging.WARNING)
+
+
+class SlackNotifier:
+    """Posts rendered Block Kit messages to one channel with a bot token."""
+
+    payload_format = PayloadFormat.SLACK
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        token: str,
+        channel: str,
+        api_url: str = DEFAULT_API_URL,
+        min_severity: Severity = Severity.HIGH,
+        timeout_s: float = 30.0,
+        min_interval_s: float = SLACK_MIN_INTERVAL_S,
+    ):
+        if not token.strip():
+            raise ValueError(f"notifier {name!r}: the Slack bot token is empty")
+        if not channel.strip():
+            raise ValueError(f"notifier {name!r}: `channel` is empty; set a channel name or id")
+        register_secret(token)
+        self._name = name
+        self._token = token
+        self._channel = channel
+        self._api_url = api_url if api_url.endswith("/") else f"{api_url}/"
+        self._min_severity = min_severity
+        self._timeout_s = timeout_s
+        self._min_interval_s = min_interval_s
+        self._session = LoopBoundSession(timeout_s=timeout_s)
+        self._client: AsyncWebClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        return self._min_severity
+
+    @property
+    def min_interval_s(self) -> float:
+        return self._min_interval_s
+
+    @property
+    def channel_key(self) -> str:
+        return f"slack:{self._api_url}:{self._channel}"
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(name={self._name!r}, channel={self._channel!r})"
+
+    async def send(self, payload: str, *, webhook_id: str) -> None:
+        """Post `payload` to the channel; `webhook_id` is not used by Slack."""
+        body: dict[str, Any] = json.loads(payload)
+        client = self._client_for_loop()
+        try:
+            await client.chat_postMessage(channel=self._channel, **body)
+        except SlackApiError as error:
+            raise self._classify(error) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as error:
+            raise error_for_transport(error, f"Slack for notifier {self._name}") from None
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+        self._client = None
+
+    def _client_for_loop(self) -> AsyncWebClient:
+        session, opened = self._session.get()
+        if self._client is None or opened:
+            self._client = AsyncWebClient(
+                token=self._token,
+                base_url=self._api_url,
+                timeout=int(self._timeout_s),
+                session=session,
+                logger=_sdk_logger,
+                retry_handlers=[],
+            )
+        return self._client
+
+    def _classify(self, error: SlackApiError) -> Exception:
+        response = error.response
+        data = response.data if isinstance(response.data, dict) else {}
+        code = data.get("error")
+        return error_for_slack_answer(
+            status=response.status_code,
+            code=code if isinstance(code, str) else None,
+            retry_after=response.headers.get("Retry-After") if response.headers else None,
+            what=f"notifier {self._name}",
+        )

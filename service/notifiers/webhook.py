@@ -1,0 +1,97 @@
+"""The `webhook` notifier: a signed JSON POST with aiohttp, as Standard Webhooks describe.
+
+The body is the stored payload's UTF-8 bytes, identical on every attempt, and `webhook-id` is
+the delivery's stable id, so a receiver drops duplicates by id. Redirects are not followed:
+a POST that is redirected would lose its body or go to an address nobody configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+
+from service.digitalocean.models import Severity
+from service.logging import register_secret
+from service.notifiers.base import PayloadFormat
+from service.notifiers.http import LoopBoundSession
+from service.notifiers.retry import error_for_status, error_for_transport
+from service.notifiers.signing import WebhookSigner
+
+# Slack's pace does not apply to webhooks; receivers say when they need less with 429.
+WEBHOOK_MIN_INTERVAL_S = 0.0
+
+
+class WebhookNotifier:
+    """POSTs the versioned JSON payload, signed with the notifier's own secret."""
+
+    payload_format = PayloadFormat.WEBHOOK
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str,
+        secret: str,
+        min_severity: Severity = Severity.LOW,
+        timeout_s: float = 10.0,
+        min_interval_s: float = WEBHOOK_MIN_INTERVAL_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"notifier {name!r}: the webhook URL must start with https://")
+        try:
+            self._signer = WebhookSigner(secret)
+        except ValueError as error:
+            raise ValueError(f"notifier {name!r}: {error}") from None
+        register_secret(secret)
+        self._name = name
+        self._url = url
+        self._min_severity = min_severity
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._session = LoopBoundSession(timeout_s=timeout_s)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        return self._min_severity
+
+    @property
+    def min_interval_s(self) -> float:
+        return self._min_interval_s
+
+    @property
+    def channel_key(self) -> str:
+        # A digest stands for the URL, which may carry a token in its path or query.
+        return f"webhook:{hashlib.sha256(self._url.encode()).hexdigest()[:16]}"
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier(name={self._name!r})"
+
+    async def send(self, payload: str, *, webhook_id: str) -> None:
+        """POST `payload` signed for this attempt; any 2xx answer is success."""
+        body = payload.encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            **self._signer.headers(webhook_id, body, self._clock()),
+        }
+        session, _ = self._session.get()
+        what = f"the webhook of notifier {self._name}"
+        try:
+            async with session.post(
+                self._url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                if 200 <= response.status < 300:
+                    return
+                raise error_for_status(response.status, response.headers.get("Retry-After"), what)
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as error:
+            raise error_for_transport(error, what) from None
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
