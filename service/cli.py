@@ -123,5 +123,85 @@ def db_upgrade(database_url: str) -> None:
     click.echo(f"{mask_database_url(database_url)} is at revision {revision}")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8089,
+    show_default=True,
+    help="TCP port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario YAML file (see config/scenarios/); the built-in scenario when omitted.",
+)
+@click.option(
+    "--token",
+    help="Bearer token to accept. When omitted, a random token is generated and printed.",
+)
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Delay every response by this many milliseconds.",
+)
+@click.option(
+    "--per-minute",
+    type=click.IntRange(min=1),
+    default=250,
+    show_default=True,
+    help="Requests a token may make in any 60 seconds before a 429.",
+)
+@click.option(
+    "--per-hour",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Requests a token may make in any hour before a 429.",
+)
+def simulate(
+    host: str,
+    port: int,
+    scenario_path: Path | None,
+    token: str | None,
+    latency_ms: int,
+    per_minute: int,
+    per_hour: int,
+) -> None:
+    """Serve a local DigitalOcean Security API until Ctrl+C, to try cspm-watch without an
+    account."""
+    import asyncio
+
+    from service.logging import configure_logging
+    from service.simulator import ScenarioError, SimulatorRateLimits, generate_token, serve
+    from service.simulator.server import startup_banner
+
+    configure_logging()
+    show_token = token is None
+    accepted_token = token or generate_token()
+    try:
+        asyncio.run(
+            serve(
+                host,
+                port,
+                scenario_path,
+                accepted_token,
+                latency_s=latency_ms / 1000,
+                rate_limits=SimulatorRateLimits(per_minute=per_minute, per_hour=per_hour),
+                on_started=lambda sim: click.echo(startup_banner(sim, show_token=show_token)),
+            )
+        )
+    except ScenarioError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {error.strerror}; choose another --port"
+        ) from None
+
+
 def main() -> None:
     cli()

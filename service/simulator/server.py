@@ -171,3 +171,35 @@ async def serve(
             on_started(simulator)
         await stop.wait()
     log.info("simulator_stopped", requests=simulator.stats.total)
+
+
+def startup_banner(simulator: Simulator, *, show_token: bool) -> str:
+    """Describe a running simulator with example commands.
+
+    `show_token` prints the token itself, which suits a token generated for this run only; a
+    token the user chose is referred to, not repeated.
+    """
+    scenario = simulator.scenario
+    token = simulator.token if show_token else "$DIGITALOCEAN_TOKEN"
+    token_line = (
+        f"token:    {simulator.token}  (generated for this run; other tokens get 401)"
+        if show_token
+        else "token:    the value given with --token"
+    )
+    scans_url = f"{simulator.url}/v2/security/scans"
+    return "\n".join(
+        [
+            f"DigitalOcean Security API simulator listening on {simulator.url}",
+            f"scenario: {scenario.name} ({len(scenario.resources)} resources, "
+            f"{len(scenario.rules)} rules, {len(scenario.scans)} scan plans)",
+            token_line,
+            "",
+            "Try it:",
+            f'  curl -s -X POST -H "Authorization: Bearer {token}" {scans_url}',
+            f'  curl -s -H "Authorization: Bearer {token}" {scans_url}/latest',
+            f"  DIGITALOCEAN_TOKEN={token} CSPM_WATCH_API_URL={simulator.url} \\",
+            "    cspm-watch scans create --wait",
+            "",
+            "Press Ctrl+C to stop.",
+        ]
+    )
