@@ -27,7 +27,7 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -287,15 +287,19 @@ def mask_url(url: str) -> str:
         password = parts.password
     except ValueError:
         return MASK
+    if password is None and not parts.query:
+        return url
     netloc = parts.netloc
     if password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.partition(":")[0]
         netloc = f"{user}:{MASK}@{hostport}"
-    query = parts.query
-    if query:
-        query = "&".join(f"{pair.partition('=')[0]}={MASK}" for pair in query.split("&"))
-    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment))
+    masked = f"{parts.scheme}://{netloc}{parts.path}"
+    if parts.query:
+        masked += "?" + "&".join(
+            f"{pair.partition('=')[0]}={MASK}" for pair in parts.query.split("&")
+        )
+    return masked + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _validate_http_url(value: str) -> str:
