@@ -8,7 +8,7 @@ exit code, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +201,103 @@ def simulate(
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {error.strerror}; choose another --port"
         ) from None
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon: every target on its schedule, until SIGTERM or Ctrl+C.
+
+    Exit codes: 143 or 130 after a clean stop on SIGTERM or SIGINT; 2 invalid configuration;
+    3 the database could not be opened or migrated.
+    """
+    _run_service(ctx, "run", ())
+
+
+@cli.command()
+@click.option(
+    "--target",
+    "target_names",
+    multiple=True,
+    help="Run only this target (repeatable); every configured target when omitted.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help=(
+        "Read the team's latest scan, diff it against the stored history and print every "
+        "message that would be sent, without starting a scan, storing or sending anything."
+    ),
+)
+@click.pass_context
+def once(ctx: click.Context, target_names: tuple[str, ...], dry_run: bool) -> None:
+    """Run one cycle per target concurrently, send the alerts, then exit.
+
+    Exit codes: 0 every cycle succeeded (a target held by another process counts as
+    success); 1 at least one cycle failed; 2 invalid configuration or usage; 3 the database
+    could not be opened or migrated; 130 or 143 stopped by SIGINT or SIGTERM.
+    """
+    if dry_run:
+        from service.preview import preview_targets
+
+        settings = settings_from_context(ctx)
+        ctx.exit(_run_async(preview_targets(settings, target_names)))
+    _run_service(ctx, "once", target_names)
+
+
+def _run_service(ctx: click.Context, job: str, target_names: tuple[str, ...]) -> None:
+    from service.logging import configure_logging
+    from service.runtime import run_with_signals
+
+    settings = settings_from_context(ctx)
+    configure_logging(level=settings.log_level)
+    ctx.exit(_run_async(run_with_signals(job, settings, target_names)))
+
+
+def _run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` and turn the service's own errors into one line and an exit code."""
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.errors import CspmWatchError, StorageError
+    from service.runtime import EXIT_DATABASE_ERROR
+
+    try:
+        return asyncio.run(main)
+    except ConfigError as error:
+        click.echo(f"error: {error}", err=True)
+        return CONFIG_ERROR_EXIT_CODE
+    except (StorageError, SQLAlchemyError) as error:
+        click.echo(f"error: the database failed: {_first_line(error)}", err=True)
+        return EXIT_DATABASE_ERROR
+    except (CspmWatchError, OSError) as error:
+        click.echo(f"error: {_first_line(error)}", err=True)
+        return 1
+
+
+def _first_line(error: BaseException) -> str:
+    from service.logging import redact_text
+
+    text = str(getattr(error, "orig", None) or error) or type(error).__name__
+    return redact_text(text.splitlines()[0])
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Directory for the demo's database and configuration; emptied at start.",
+)
+def demo(data_dir: Path) -> None:
+    """Run three scan cycles against a built-in simulated team and print what they alert."""
+    from service.demo import run_demo
+    from service.logging import configure_logging
+
+    configure_logging(level="WARNING")
+    raise SystemExit(run_demo(data_dir))
 
 
 def main() -> None:

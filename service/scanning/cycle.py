@@ -300,7 +300,7 @@ async def store_and_enqueue(
     now = env.now()
     plan = decide_alerts(
         diff,
-        policy=_policy_of(target),
+        policy=alert_policy_of(target),
         first_scan=first_scan,
         scan_created_at=scan.created_at,
         now=now,
@@ -351,7 +351,7 @@ async def _suppressions_if_needed(
     return settings.suppressions
 
 
-def _policy_of(target: TargetSettings) -> AlertPolicy:
+def alert_policy_of(target: TargetSettings) -> AlertPolicy:
     return AlertPolicy(
         min_severity=target.alerts.min_severity,
         on_first_scan=FirstScanMode(target.alerts.on_first_scan.value),

@@ -98,7 +98,9 @@ async def target_statuses(session: AsyncSession) -> list[TargetStatusRecord]:
 async def _upsert(session: AsyncSession, target: str, values: dict[str, object]) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(_target_status).values(target=target, consecutive_failures=0, **values)
+    statement = insert(_target_status).values(
+        {"target": target, "consecutive_failures": 0, **values}
+    )
     if values:
         statement = statement.on_conflict_do_update(index_elements=["target"], set_=values)
     else:

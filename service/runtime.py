@@ -1,0 +1,257 @@
+"""The running service: build its parts from the settings, run `once` or the daemon, stop cleanly.
+
+`Runtime` owns the database engine, one API client per target (each with its own token and
+rate limiter), the notifiers and the dispatcher. `run_once` and `run_daemon` are the two ways
+the service runs; both stop on SIGTERM or SIGINT: no new work starts, a poll in flight is
+abandoned (its scan stays resumable), a message being sent finishes and is recorded, leases
+are released and the database is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service import __version__
+from service.alerting import Mute
+from service.config import Settings, TargetSettings
+from service.digitalocean.client import SecurityClient
+from service.errors import ConfigError
+from service.notifiers.base import Notifier
+from service.notifiers.dispatcher import Dispatcher
+from service.notifiers.factory import build_notifiers
+from service.scanning.cycle import CycleEnvironment, CycleResult, run_cycle
+from service.scanning.lease import new_holder_id
+from service.storage import create_engine, create_sessionmaker, mask_database_url, upgrade_database
+from service.storage.retention import prune_scan_details
+
+log = structlog.get_logger(__name__)
+
+# Exit codes of `cspm-watch once` and `run`.
+EXIT_OK = 0
+EXIT_CYCLE_FAILED = 1
+EXIT_CONFIG_ERROR = 2
+EXIT_DATABASE_ERROR = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything a cycle, the dispatcher and the retention job share in one process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clients: dict[str, SecurityClient]
+    notifiers: dict[str, Notifier]
+    dispatcher: Dispatcher
+    holder: str = field(default_factory=new_holder_id)
+    results: list[CycleResult] = field(default_factory=list)
+    # Tasks of scheduled jobs now running, so that shutdown can cancel exactly these.
+    running: set[asyncio.Task[object]] = field(default_factory=set)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self.running.add(task)
+        try:
+            yield
+        finally:
+            self.running.discard(task)
+
+    def environment(self, target: TargetSettings) -> CycleEnvironment:
+        return CycleEnvironment(
+            sessions=self.sessions,
+            client=self.clients[target.name],
+            notifiers=self.notifiers,
+            holder=self.holder,
+            mutes=mutes_of(self.settings),
+            now=utc_now,
+        )
+
+    async def run_target(self, target: TargetSettings) -> CycleResult:
+        result = await run_cycle(target, self.environment(target))
+        self.results.append(result)
+        return result
+
+    async def run_target_and_dispatch(self, target: TargetSettings) -> CycleResult:
+        """Run one cycle, then send what it enqueued without waiting for the dispatch job."""
+        with self._tracked():
+            result = await self.run_target(target)
+            if result.deliveries_enqueued:
+                await self.dispatch()
+            return result
+
+    async def dispatch(self) -> None:
+        with self._tracked():
+            report = await self.dispatcher.dispatch_pending()
+        log.debug("dispatch_finished", report=str(report))
+
+    async def prune(self) -> None:
+        with self._tracked():
+            await self._prune()
+
+    async def _prune(self) -> None:
+        older_than = utc_now() - timedelta(days=self.settings.retention.scan_details_days)
+        await prune_scan_details(self.sessions, older_than)
+
+
+def mutes_of(settings: Settings) -> list[Mute]:
+    return [
+        Mute(
+            reason=mute.reason,
+            rule_uuid=mute.rule_uuid,
+            resource_urn=mute.resource_urn,
+            target=mute.target,
+            expires_at=mute.expires_at,
+        )
+        for mute in settings.mutes
+    ]
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, migrate: bool | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the database (migrating it when configured to), the clients and the notifiers."""
+    if migrate if migrate is not None else settings.migrate_on_start:
+        await upgrade_database(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    notifiers = build_notifiers(settings.notifiers)
+    clients = {target.name: _client_for(settings, target) for target in settings.targets}
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        clients=clients,
+        notifiers=notifiers,
+        dispatcher=Dispatcher(sessions, notifiers),
+    )
+    try:
+        for client in clients.values():
+            await client.open()
+        yield runtime
+    finally:
+        for client in clients.values():
+            await client.close()
+        for notifier in notifiers.values():
+            await notifier.aclose()
+        await engine.dispose()
+
+
+def _client_for(settings: Settings, target: TargetSettings) -> SecurityClient:
+    return SecurityClient(target.token, api_url=str(target.api_url or settings.api_url))
+
+
+def select_targets(settings: Settings, names: Sequence[str]) -> list[TargetSettings]:
+    """The targets called `names`, or every target when `names` is empty."""
+    if not names:
+        return list(settings.targets)
+    known = {target.name: target for target in settings.targets}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown target {', '.join(map(repr, unknown))}: configured targets are "
+            f"{', '.join(sorted(known))}"
+        )
+    return [known[name] for name in names]
+
+
+async def run_once(settings: Settings, target_names: Sequence[str] = ()) -> int:
+    """Run one cycle per selected target concurrently, dispatch, and return the exit code."""
+    targets = select_targets(settings, target_names)
+    log.info("once_started", version=__version__, targets=[t.name for t in targets])
+    async with open_runtime(settings) as runtime:
+        results = await asyncio.gather(*(runtime.run_target(target) for target in targets))
+        await runtime.dispatch()
+    failed = [result.target for result in results if not result.status.succeeded]
+    log.info("once_finished", targets=len(results), failed=failed)
+    return EXIT_CYCLE_FAILED if failed else EXIT_OK
+
+
+async def run_daemon(settings: Settings, *, stop: asyncio.Event) -> int:
+    """Run the scheduler until `stop` is set, then shut down cleanly."""
+    from service.scheduler import build_scheduler
+
+    log.info(
+        "daemon_started",
+        version=__version__,
+        database=mask_database_url(settings.database_url),
+        targets=[target.name for target in settings.targets],
+        notifiers=sorted(settings.notifiers),
+    )
+    async with open_runtime(settings) as runtime:
+        scheduler = build_scheduler(
+            settings,
+            run_target=runtime.run_target_and_dispatch,
+            dispatch=runtime.dispatch,
+            prune=runtime.prune,
+        )
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await _cancel(runtime.running)
+    log.info("daemon_stopped")
+    return EXIT_OK
+
+
+async def _cancel(tasks: set[asyncio.Task[object]]) -> None:
+    """Cancel the scheduled jobs still running and wait until they have ended."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_with_signals(job: str, settings: Settings, target_names: Sequence[str] = ()) -> int:
+    """Run `once` or the daemon, stopping cleanly at the first SIGTERM or SIGINT.
+
+    Returns the job's exit code, or 143 after SIGTERM and 130 after SIGINT.
+    """
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    stop = asyncio.Event()
+    if job == "run":
+        task = asyncio.create_task(run_daemon(settings, stop=stop))
+    else:
+        task = asyncio.create_task(run_once(settings, target_names))
+
+    def on_signal(signum: int) -> None:
+        if received:
+            return
+        received.append(signum)
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        if job == "run":
+            stop.set()
+        else:
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        code = await task
+    except asyncio.CancelledError:
+        code = EXIT_OK
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if received:
+        log.info("shutdown_finished", signal=signal.Signals(received[0]).name)
+        return EXIT_SIGTERM if received[0] == signal.SIGTERM else EXIT_SIGINT
+    return code
