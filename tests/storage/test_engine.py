@@ -1,0 +1,71 @@
+"""Engine creation: accepted URLs, clear errors without passwords, SQLite settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from service.errors import ConfigError
+from service.storage import create_engine, mask_database_url, parse_database_url
+
+ACCEPTED = {
+    "sqlite+aiosqlite:///data/cspm.db": "sqlite+aiosqlite",
+    "sqlite:///data/cspm.db": "sqlite+aiosqlite",
+    "postgresql+psycopg://watch:pw@db:5432/cspm": "postgresql+psycopg",
+    "postgresql://watch:pw@db:5432/cspm": "postgresql+psycopg",
+    "postgres://watch:pw@db/cspm": "postgresql+psycopg",
+}
+
+
+@pytest.mark.parametrize(("url", "driver"), ACCEPTED.items(), ids=ACCEPTED.keys())
+def test_parse_database_url_maps_to_async_driver(url: str, driver: str) -> None:
+    assert parse_database_url(url).drivername == driver
+
+
+REJECTED = {
+    "mysql://watch:hunter2-secret@db/cspm": "unsupported database_url",
+    "postgresql+asyncpg://watch:hunter2-secret@db/cspm": "unsupported database_url",
+    "not a url hunter2-secret": "invalid database_url",
+    "postgresql://watch:hunter2-secret@db:port/cspm": "invalid database_url",
+    "sqlite+aiosqlite://": "in-memory SQLite",
+    "sqlite:///:memory:": "in-memory SQLite",
+}
+
+
+@pytest.mark.parametrize(("url", "message"), REJECTED.items(), ids=REJECTED.keys())
+def test_parse_database_url_rejects_unusable(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        parse_database_url(url)
+
+    assert "hunter2-secret" not in str(raised.value)
+
+
+def test_mask_database_url_hides_password() -> None:
+    masked = mask_database_url("postgresql+psycopg://watch:hunter2-secret@db:5432/cspm")
+
+    assert "hunter2-secret" not in masked
+    assert masked.startswith("postgresql+psycopg://watch:")
+
+
+def test_create_engine_missing_directory_raises(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'cspm.db'}"
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        create_engine(url)
+
+
+async def test_create_engine_sqlite_connection_settings(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'cspm.db'}")
+    try:
+        async with engine.connect() as connection:
+            journal_mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+            busy_timeout_ms = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
+            foreign_keys = (await connection.execute(text("PRAGMA foreign_keys"))).scalar()
+    finally:
+        await engine.dispose()
+
+    assert journal_mode == "wal"
+    assert busy_timeout_ms == 30_000
+    assert foreign_keys == 1
