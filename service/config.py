@@ -147,16 +147,16 @@ def _resolve_env_secret(value: object) -> SecretSource:
             "such as DIGITALOCEAN_TOKEN), not the secret itself"
         )
     name = value.strip()
-    shown = _display_env_name(name)
+    displayed_name = _display_env_name(name)
     environ = _current_environ()
     if name not in environ:
         raise ValueError(
-            f"environment variable {shown} is not set: set it to the secret, or use the "
+            f"environment variable {displayed_name} is not set: set it to the secret, or use the "
             "matching *_file key to read the secret from a file"
         )
     secret = environ[name].strip()
     if not secret:
-        raise ValueError(f"environment variable {shown} is empty: set it to the secret")
+        raise ValueError(f"environment variable {displayed_name} is empty: set it to the secret")
     return SecretSource("env", name, SecretStr(secret))
 
 
@@ -242,7 +242,7 @@ def _check_webhook_secret(source: SecretSource) -> SecretSource:
 
 
 def _check_secret_http_url(source: SecretSource) -> SecretSource:
-    """Check that a secret holds an http(s) URL, without echoing the URL."""
+    """Check that a secret contains an http(s) URL, without echoing the URL."""
     parts = urlsplit(source.value.get_secret_value())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
@@ -505,7 +505,7 @@ class _Section(BaseModel):
 
 
 class FirstScanPolicy(enum.Enum):
-    """What the first completed scan of a target sends: one summary, every alert, or nothing."""
+    """The message policy of a target's first completed scan: one summary, every alert, or none."""
 
     SUMMARY = "summary"
     ALERT = "alert"
@@ -513,7 +513,7 @@ class FirstScanPolicy(enum.Enum):
 
 
 class ScheduleSettings(_Section):
-    """When a target's cycle runs: a cron expression in `timezone`, or a fixed interval."""
+    """The run times of a target's cycle: a cron expression in `timezone`, or an interval."""
 
     cron: str | None = None
     interval_s: int | None = Field(default=None, ge=1)
@@ -555,7 +555,7 @@ class ScheduleSettings(_Section):
 
 
 class PollSettings(_Section):
-    """How a target polls a running scan: intervals growing from initial to max, until timeout."""
+    """Polling of a running scan: intervals that double from initial to max, until the timeout."""
 
     initial_interval_s: float = Field(default=5.0, gt=0)
     max_interval_s: float = Field(default=60.0, gt=0)
@@ -572,7 +572,7 @@ class PollSettings(_Section):
 
 
 class AlertSettings(_Section):
-    """Which diff entries of a target become alerts, and where they go."""
+    """The alert policy of a target: the diff entries that become alerts and their notifiers."""
 
     min_severity: SeverityLevel = Severity.HIGH
     on_first_scan: FirstScanPolicy = FirstScanPolicy.SUMMARY
@@ -615,11 +615,11 @@ def _first_secret(*sources: SecretSource | None) -> SecretStr:
         if source is not None:
             return source.value
     # Unreachable after validation, which requires one source.
-    raise ConfigError("no secret source is set")
+    raise ConfigError("internal error: a setting has no secret source although one is required")
 
 
 class SlackNotifierSettings(_Section):
-    """Post messages with a Slack bot token through the Web API (chat.postMessage)."""
+    """A notifier that posts with a Slack bot token through the Web API (chat.postMessage)."""
 
     type: Literal["slack"] = "slack"
     token_env: EnvSecret | None = None
@@ -650,7 +650,7 @@ class SlackNotifierSettings(_Section):
 
 
 class SlackWebhookNotifierSettings(_Section):
-    """Post messages to a Slack incoming webhook; the webhook URL is the secret."""
+    """A notifier that posts to a Slack incoming webhook, whose URL is the secret."""
 
     type: Literal["slack_webhook"] = "slack_webhook"
     url_env: EnvSecret | None = None
@@ -674,7 +674,10 @@ class SlackWebhookNotifierSettings(_Section):
 
 
 class WebhookNotifierSettings(_Section):
-    """POST JSON to a URL, signed as Standard Webhooks describe when a secret is set."""
+    """A notifier that POSTs JSON to a URL, signed as Standard Webhooks describe.
+
+    Requests go unsigned when neither secret_env nor secret_file is set.
+    """
 
     type: Literal["webhook"] = "webhook"
     url: HttpUrl
@@ -701,7 +704,7 @@ class WebhookNotifierSettings(_Section):
 
 
 class ConsoleNotifierSettings(_Section):
-    """Print messages to standard output."""
+    """A notifier that prints messages to standard output."""
 
     type: Literal["console"] = "console"
     min_severity: SeverityLevel = Severity.LOW
@@ -768,7 +771,7 @@ class MuteSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    """How long stored data is kept; the daily retention job deletes what is older."""
+    """Retention periods of stored data. The daily retention job deletes what is older."""
 
     # Findings and affected resources of older scans are deleted; the scan rows stay.
     scan_details_days: int = Field(default=90, ge=1)
@@ -788,7 +791,7 @@ class RetentionSettings(_Section):
 
 
 class DispatchSettings(_Section):
-    """How often the daemon sends pending deliveries from the outbox."""
+    """The interval at which the daemon sends pending deliveries from the outbox."""
 
     interval_s: int = Field(default=30, ge=1)
 
@@ -1047,7 +1050,7 @@ class _StrictLoader(yaml.SafeLoader):
             try:
                 seen = key in first_line
             except TypeError:
-                continue  # unhashable: the base constructor reports it with its position
+                continue  # The base constructor reports an unhashable key with its position.
             if seen:
                 raise yaml.constructor.ConstructorError(
                     None,

@@ -37,8 +37,8 @@ from service.config import ScheduleSettings, Settings, TargetSettings, parse_cro
 
 log = structlog.get_logger(__name__)
 
-# A run may start up to 5 minutes late (a blocked event loop, a suspended host); later than
-# that, it is dropped and logged as missed, and the job waits for its next run time.
+# A run may start up to 5 minutes late, after a blocked event loop or a suspended host. A later
+# run is dropped and logged as missed, and the job waits for its next run time.
 MISFIRE_GRACE_S = 300
 # APScheduler 3 applies these to each job when the scheduler starts. Passing
 # misfire_grace_time to the scheduler itself, outside job_defaults, has no effect.
@@ -60,8 +60,8 @@ def target_job_id(name: str) -> str:
 class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 has no type hints
     """A `CronTrigger` that fires each wall-clock time at most once on a fall-back night.
 
-    APScheduler 3.11's `CronTrigger` fires a time inside the repeated hour twice, once for each
-    UTC offset, so a daily job at 02:30 in Europe/Berlin would run twice on the last Sunday of
+    APScheduler 3.11.3's `CronTrigger` fires a time inside the repeated hour twice, once for
+    each UTC offset, so a daily job at 02:30 in Europe/Berlin would run twice on the last Sunday of
     October. This subclass skips the second occurrence.
     """
 

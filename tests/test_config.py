@@ -778,7 +778,7 @@ def test_config_check_error_exits_2_without_secrets(
 def unreadable_file_command(path: Path) -> list[str]:
     """Return a command that runs `config check` as a user who cannot read `path`.
 
-    Root reads any file, so as root the command runs as the user nobody.
+    Root can read any file, so as root the command runs as the user nobody (uid 65534).
     """
     command = [sys.executable, "-m", "service", "--config", str(path), "config", "check"]
     if os.geteuid() != 0:
