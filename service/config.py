@@ -281,7 +281,12 @@ def _require_one_of(data: Any, first: str, second: str, *, required: bool = True
 
 
 def mask_url(url: str) -> str:
-    """Return `url` with its password and query values replaced by ****."""
+    """Return `url` with its password and query values replaced by ****.
+
+    A value with an @ but without a scheme is not parsed reliably, so all of it is masked.
+    """
+    if "://" not in url:
+        return MASK if "@" in url else url
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -1247,7 +1252,7 @@ def _display_value(loc: tuple[str | int, ...], value: Any) -> str | None:
     key = next((part for part in reversed(loc) if isinstance(part, str)), "")
     if _SECRET_KEY.search(key):
         return MASK
-    text = mask_url(value) if isinstance(value, str) and "://" in value else str(value)
+    text = mask_url(value) if isinstance(value, str) else str(value)
     text = redact_text(text)
     if len(text) > 80:
         text = text[:77] + "..."

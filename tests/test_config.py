@@ -500,6 +500,12 @@ ERROR_CASES = {
         "database_url",
         "unsupported database URL scheme 'mysql'",
     ),
+    "database URL without a scheme": (
+        "database_url: 'watch:SECRET@db/watch'\ntargets: [{name: a, token_env: DO_TOKEN}]",
+        {},
+        "database_url",
+        "invalid database URL '****': write it as sqlite+aiosqlite:///path.db",
+    ),
     "unknown notifier type": (
         "targets: [{name: a, token_env: DO_TOKEN}]\nnotifiers: {mail: {type: email}}",
         {},
