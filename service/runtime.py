@@ -42,6 +42,9 @@ EXIT_DATABASE_ERROR = 3
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
+# Scans whose details one retention transaction deletes.
+PRUNE_BATCH_SCANS = 5
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -105,8 +108,15 @@ class Runtime:
             await self._prune()
 
     async def _prune(self) -> None:
+        # Small batches keep each transaction short, so SQLite writers wait for one batch.
         older_than = utc_now() - timedelta(days=self.settings.retention.scan_details_days)
-        await prune_scan_details(self.sessions, older_than)
+        while True:
+            async with self.sessions.begin() as session:
+                result = await prune_scan_details(
+                    session, older_than=older_than, max_scans=PRUNE_BATCH_SCANS
+                )
+            if result.scans < PRUNE_BATCH_SCANS:
+                return
 
 
 def mutes_of(settings: Settings) -> list[Mute]:

@@ -386,8 +386,11 @@ def _render(
 
 
 def notifier_names(target: TargetSettings, notifiers: Mapping[str, Notifier]) -> list[str]:
-    """The notifiers a target alerts: those it names, or every configured one if it names none."""
-    return list(target.alerts.notifiers) or sorted(notifiers)
+    """The notifiers a target alerts: those `alerts.notifiers` names, every configured one when
+    the key is left out, and none when it is an empty list."""
+    if "notifiers" not in target.alerts.model_fields_set:
+        return sorted(notifiers)
+    return list(target.alerts.notifiers)
 
 
 async def _record_failure(
