@@ -102,14 +102,14 @@ def backoff_delay_s(
 ) -> float:
     """Delay before the next attempt after `attempts` failed ones (1 for the first failure).
 
-    Exponential with jitter: a random delay between half and all of
-    `base_delay_s * 2**(attempts-1)` capped at `max_delay_s`, so that deliveries that failed
-    together spread out, and never shorter than the receiver's Retry-After.
+    A receiver's Retry-After is used as it is, because the receiver knows when it will accept
+    again. Otherwise the delay is exponential with jitter: a random value between half and all
+    of `base_delay_s * 2**(attempts-1)`, capped at `max_delay_s`, so that deliveries that
+    failed together spread out.
     """
+    if retry_after_s is not None:
+        return retry_after_s
     generator = rng or random
     exponent = min(max(attempts - 1, 0), 30)
     ceiling_s = min(base_delay_s * (2**exponent), max_delay_s)
-    delay_s = generator.uniform(ceiling_s / 2, ceiling_s)
-    if retry_after_s is not None:
-        delay_s = max(delay_s, retry_after_s)
-    return delay_s
+    return generator.uniform(ceiling_s / 2, ceiling_s)

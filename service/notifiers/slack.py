@@ -44,7 +44,7 @@ class SlackNotifier:
         token: str,
         channel: str,
         api_url: str = DEFAULT_API_URL,
-        min_severity: Severity = Severity.HIGH,
+        min_severity: Severity = Severity.LOW,
         timeout_s: float = 30.0,
         min_interval_s: float = SLACK_MIN_INTERVAL_S,
     ):

@@ -235,7 +235,7 @@ def _mitigation_lines(item: AlertItem) -> list[str]:
     for position, step in enumerate(steps[:MAX_MITIGATION_STEPS_SHOWN], start=1):
         title = fit_mrkdwn(step.title, _STEP_TITLE_MAX, one_line=True)
         description = fit_mrkdwn(step.description, _STEP_DESCRIPTION_MAX, one_line=True)
-        lines.append(f"{position}. *{title}* {description}".rstrip())
+        lines.append(f"{position}. *{title}:* {description}".rstrip())
     return lines
 
 
@@ -344,12 +344,10 @@ def _foot_blocks(batch: AlertBatch, notifier_name: str) -> list[dict[str, Any]]:
 
 
 def _fallback_text(batch: AlertBatch, notifier_name: str, part_suffix: str) -> str:
+    # No rule names here: the text must stay true for both halves of a split message.
     text = f"{batch.target}: {headline(batch, notifier_name)}{part_suffix}."
     if batch.kind in (BatchKind.FINDINGS, BatchKind.FIRST_SCAN_SUMMARY, BatchKind.RESOLVED):
         text += f" Open findings: {counts_phrase(batch)}."
-    if batch.kind is BatchKind.FINDINGS:
-        names = "; ".join(f"{item.severity.value} {item.rule_name}" for item in batch.items[:5])
-        text += f" {names}"
     return fit_mrkdwn(text, MAX_FALLBACK_TEXT, one_line=True)
 
 

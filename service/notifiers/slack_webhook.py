@@ -36,7 +36,7 @@ class SlackWebhookNotifier:
         name: str,
         *,
         url: str,
-        min_severity: Severity = Severity.HIGH,
+        min_severity: Severity = Severity.LOW,
         timeout_s: float = 30.0,
         min_interval_s: float = SLACK_MIN_INTERVAL_S,
     ):

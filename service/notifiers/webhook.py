@@ -25,7 +25,11 @@ WEBHOOK_MIN_INTERVAL_S = 0.0
 
 
 class WebhookNotifier:
-    """POSTs the versioned JSON payload, signed with the notifier's own secret."""
+    """POSTs the versioned JSON payload, signed with the notifier's own secret.
+
+    Without a secret the requests carry `webhook-id` and `webhook-timestamp` but no
+    signature, and receivers cannot tell them from forgeries.
+    """
 
     payload_format = PayloadFormat.WEBHOOK
 
@@ -34,7 +38,7 @@ class WebhookNotifier:
         name: str,
         *,
         url: str,
-        secret: str,
+        secret: str | None,
         min_severity: Severity = Severity.LOW,
         timeout_s: float = 10.0,
         min_interval_s: float = WEBHOOK_MIN_INTERVAL_S,
@@ -42,11 +46,14 @@ class WebhookNotifier:
     ):
         if not url.startswith(("https://", "http://")):
             raise ValueError(f"notifier {name!r}: the webhook URL must start with https://")
-        try:
-            self._signer = WebhookSigner(secret)
-        except ValueError as error:
-            raise ValueError(f"notifier {name!r}: {error}") from None
-        register_secret(secret)
+        self._signer: WebhookSigner | None = None
+        if secret is not None:
+            register_secret(secret)
+            try:
+                self._signer = WebhookSigner(secret)
+            except ValueError as error:
+                raise ValueError(f"notifier {name!r}: {error}") from None
+        register_secret(url)
         self._name = name
         self._url = url
         self._min_severity = min_severity
@@ -77,10 +84,7 @@ class WebhookNotifier:
     async def send(self, payload: str, *, webhook_id: str) -> None:
         """POST `payload` signed for this attempt; any 2xx answer is success."""
         body = payload.encode("utf-8")
-        headers = {
-            "Content-Type": "application/json",
-            **self._signer.headers(webhook_id, body, self._clock()),
-        }
+        headers = {"Content-Type": "application/json", **self._identity_headers(webhook_id, body)}
         session, _ = self._session.get()
         what = f"the webhook of notifier {self._name}"
         try:
@@ -95,3 +99,9 @@ class WebhookNotifier:
 
     async def aclose(self) -> None:
         await self._session.aclose()
+
+    def _identity_headers(self, webhook_id: str, body: bytes) -> dict[str, str]:
+        sent_at = self._clock()
+        if self._signer is None:
+            return {"webhook-id": webhook_id, "webhook-timestamp": str(int(sent_at.timestamp()))}
+        return self._signer.headers(webhook_id, body, sent_at)
