@@ -126,6 +126,7 @@ _REGIONS = ("ams3", "nyc1", "nyc3", "sfo3", "fra1", "lon1", "sgp1", "tor1", "blr
 
 # How scans drift after the baseline (per scan, per rule unless noted).
 _BASELINE_ACTIVE_SHARE = 0.85
+_ALWAYS_IN_BASELINE_SIZE = 100
 _RESOURCE_RESOLVE_SHARE = 0.05
 _RESOURCE_GROWTH_SHARE = 0.06
 _RULE_RESOLVE_CHANCE = 0.04
@@ -169,8 +170,10 @@ def generate_scenario(
     pools = _pools_by_type(team)
     templates = _rule_templates()
     generated_rules, rule_types = _generate_rules(rng, rules, templates)
-    sizes = _rule_sizes(rng, rules, round(resources * affected_per_resource), skew)
     pool_for_rule = [pools.get(rule_type) or pools["*"] for rule_type in rule_types]
+    sizes = _rule_sizes(
+        rng, [len(pool) for pool in pool_for_rule], round(resources * affected_per_resource), skew
+    )
     plans = _generate_plans(rng, generated_rules, pool_for_rule, sizes, scans, in_progress_polls)
     return Scenario(
         name=name or f"generated-{seed}",
@@ -334,13 +337,27 @@ def _random_severity(rng: random.Random) -> Severity:
     )[0]
 
 
-def _rule_sizes(rng: random.Random, count: int, total: int, skew: float) -> list[int]:
-    """Return how many resources each rule hits at baseline: rank r gets a share 1/r^skew."""
-    ranks = list(range(1, count + 1))
-    rng.shuffle(ranks)
-    weights = [1.0 / rank**skew for rank in ranks]
+def _rule_sizes(
+    rng: random.Random, pool_sizes: Sequence[int], total: int, skew: float
+) -> list[int]:
+    """Return how many resources each rule hits at baseline: rank r gets a share 1/r^skew.
+
+    The largest shares go to random rules whose resource type has room for them, so the total
+    stays near `total` even when a small type (Kubernetes clusters, users) is drawn.
+    """
+    count = len(pool_sizes)
+    weights = [1.0 / rank**skew for rank in range(1, count + 1)]
     weight_sum = sum(weights)
-    return [max(1, round(total * weight / weight_sum)) for weight in weights]
+    shares = [max(1, round(total * weight / weight_sum)) for weight in weights]
+    unassigned = list(range(count))
+    rng.shuffle(unassigned)
+    sizes = [0] * count
+    for share in shares:
+        fitting = [index for index in unassigned if pool_sizes[index] >= share]
+        chosen = fitting[0] if fitting else max(unassigned, key=lambda index: pool_sizes[index])
+        unassigned.remove(chosen)
+        sizes[chosen] = min(share, pool_sizes[chosen])
+    return sizes
 
 
 def _generate_plans(
@@ -353,7 +370,8 @@ def _generate_plans(
 ) -> list[ScanPlan]:
     current: dict[int, list[str]] = {}
     for index, size in enumerate(sizes):
-        if rng.random() < _BASELINE_ACTIVE_SHARE:
+        # Widespread findings are long-standing, so the largest ones are all in the baseline.
+        if size >= _ALWAYS_IN_BASELINE_SIZE or rng.random() < _BASELINE_ACTIVE_SHARE:
             current[index] = rng.sample(pools[index], min(size, len(pools[index])))
     escalated: dict[str, Severity] = {}
     resolved: dict[int, list[str]] = {}

@@ -26,6 +26,9 @@ from service.simulator.stats import RequestStats
 
 log = structlog.get_logger(__name__)
 
+# DigitalOcean's limits per token: 250 requests a minute and 5,000 an hour.
+DEFAULT_RATE_LIMITS = SimulatorRateLimits(per_minute=250, per_hour=5000)
+
 
 def generate_token() -> str:
     """Return a random token in the shape of a DigitalOcean personal access token."""
@@ -90,7 +93,7 @@ async def run_simulator(
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,
-    rate_limits: SimulatorRateLimits = SimulatorRateLimits(per_minute=250, per_hour=5000),  # noqa: B008 -- frozen value
+    rate_limits: SimulatorRateLimits = DEFAULT_RATE_LIMITS,
     latency_s: float = 0.0,
     clock: Clock | None = None,
     middlewares: Iterable[Middleware] = (),
@@ -163,7 +166,7 @@ async def serve(
         host=host,
         port=port,
         token=token,
-        rate_limits=rate_limits or SimulatorRateLimits(),
+        rate_limits=rate_limits or DEFAULT_RATE_LIMITS,
         latency_s=latency_s,
     ) as simulator:
         log.info("simulator_listening", url=simulator.url, scenario=scenario.name)
