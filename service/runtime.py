@@ -2,9 +2,8 @@
 
 `Runtime` owns the database engine, one API client per target (each with its own token and
 rate limiter), the notifiers and the dispatcher. `run_once` and `run_daemon` are the two ways
-the service runs; both stop on SIGTERM or SIGINT: no new work starts, a poll in flight is
-abandoned (its scan stays resumable), a message being sent finishes and is recorded, leases
-are released and the database is closed.
+the service runs. Both stop on SIGTERM or SIGINT. Then no new work starts, and a poll in flight
+is abandoned, so its scan stays resumable. Leases are released and the database is closed.
 """
 
 from __future__ import annotations
@@ -168,7 +167,7 @@ def _client_for(settings: Settings, target: TargetSettings) -> SecurityClient:
 
 
 def select_targets(settings: Settings, names: Sequence[str]) -> list[TargetSettings]:
-    """The targets called `names`, or every target when `names` is empty."""
+    """Return the targets called `names`, or every target when `names` is empty."""
     if not names:
         return list(settings.targets)
     known = {target.name: target for target in settings.targets}

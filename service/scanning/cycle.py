@@ -56,13 +56,13 @@ from service.storage.targets import mark_cycle_started, record_cycle_failure, re
 
 log = structlog.get_logger(__name__)
 
-# A scan created by a cycle that died before recording it is adopted when DigitalOcean's
-# clock says it was created at most this long before that cycle started.
+# A scan created by a cycle that died before recording it is adopted when DigitalOcean reports
+# it created at most this long before that cycle started (allows for clock skew).
 ADOPTION_CLOCK_SKEW = timedelta(minutes=2)
 
 
 class CycleStatus(enum.Enum):
-    """How a cycle ended. `succeeded` is True for COMPLETED and SKIPPED."""
+    """The outcome of a cycle. `succeeded` is True for COMPLETED and SKIPPED."""
 
     COMPLETED = "completed"
     SKIPPED = "skipped"  # another process holds the target's lease
@@ -78,7 +78,7 @@ class CycleStatus(enum.Enum):
 
 @dataclass(slots=True)
 class CycleResult:
-    """What one cycle did, for the summary line, the exit code and the metrics."""
+    """The result of one cycle, for the summary line, the exit code and the metrics."""
 
     target: str
     status: CycleStatus
@@ -94,7 +94,7 @@ class CycleResult:
 
 @dataclass(frozen=True, slots=True)
 class CycleEnvironment:
-    """What a cycle needs besides its target's settings."""
+    """The dependencies of a cycle besides its target's settings."""
 
     sessions: async_sessionmaker[AsyncSession]
     client: SecurityClient
@@ -106,7 +106,7 @@ class CycleEnvironment:
 
 
 class CycleFailure(CspmWatchError):
-    """A cycle step failed in a way that ends the cycle; the message says which and why."""
+    """A cycle step failed in a way that ends the cycle. The message names the step and why."""
 
     def __init__(self, status: CycleStatus, reason: str, scan: Scan | None = None) -> None:
         super().__init__(reason)
@@ -165,8 +165,8 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
     """Return the target's running scan recorded within its deadline, or start a new one.
 
     A cycle that died after DigitalOcean created its scan but before recording it leaves a
-    mark; the next cycle then adopts DigitalOcean's latest scan if it is still running and
-    was created after the dead cycle started, instead of starting a second one.
+    mark. The next cycle then adopts DigitalOcean's latest scan instead of starting a second
+    one, if that scan is still running and was created after the dead cycle started.
     """
     now = env.now()
     async with env.sessions.begin() as session:
@@ -386,8 +386,8 @@ def _render(
 
 
 def notifier_names(target: TargetSettings, notifiers: Mapping[str, Notifier]) -> list[str]:
-    """The notifiers a target alerts: those `alerts.notifiers` names, every configured one when
-    the key is left out, and none when it is an empty list."""
+    """Return the notifiers a target alerts: those `alerts.notifiers` names, every configured
+    one when the key is left out, and none when it is an empty list."""
     if "notifiers" not in target.alerts.model_fields_set:
         return sorted(notifiers)
     return list(target.alerts.notifiers)

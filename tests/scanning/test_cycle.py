@@ -198,7 +198,7 @@ async def test_cycle_resumes_scan_after_restart(
     assert simulator.stats.count("create_scan") == 1
 
 
-async def test_cycle_adopts_scan_created_by_a_cycle_that_died(
+async def test_cycle_adopts_unrecorded_scan(
     tmp_path: Path, make_simulator: SimulatorFactory, database: TestDatabase
 ) -> None:
     """A cycle killed after the POST but before recording the scan leaves its mark; the next
