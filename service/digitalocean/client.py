@@ -11,7 +11,7 @@ async with SecurityClient(token) as client:
         )
 ```
 
-Listings read every page (see `pagination.py`) and return `Collected[T]`, which says whether
+Listings read every page (see `pagination.py`) and return `Collected[T]`, which reports whether
 everything arrived. Requests are paced per token (see `ratelimit.py`) and retried as
 `transport.py` describes.
 """
@@ -50,6 +50,7 @@ from service.digitalocean.pagination import PER_PAGE, Page, PageStream, StopPagi
 from service.digitalocean.parsing import (
     ShapeError,
     parse_created_scan,
+    parse_latest_scan_page,
     parse_plan,
     parse_resources_page,
     parse_scan_page,
@@ -88,7 +89,7 @@ _URN_PATTERN = re.compile(r"do:[a-z_]+:\S+")
 class SecurityClient:
     """Async client of the DigitalOcean Security API for one token.
 
-    Use it as an async context manager; it holds one aiohttp session whose connection pool has
+    Use it as an async context manager, which opens one aiohttp session with a pool of
     `max_concurrency` connections. The token may be a str or a pydantic SecretStr and appears in
     no log line, error message or repr. `api_url` must be https, or plain http to a loopback
     address (the simulator). `on_response(operation, status, elapsed_s, remaining)` is called
@@ -177,9 +178,9 @@ class SecurityClient:
         """Start a scan and return it, without ever starting two.
 
         After a dropped connection, a timeout, a 5xx or an unreadable 2xx body, the POST may have
-        started a scan, so the client lists the scans and adopts the newest one created since
-        the POST began (less CREATE_SCAN_CLOCK_SKEW_S) whose id is not in `known_scan_ids`. Only
-        when there is none does it post again.
+        started a scan. The client then lists the scans and adopts the newest one whose id is not
+        in `known_scan_ids` and that was created at most CREATE_SCAN_CLOCK_SKEW_S before the POST
+        began. Only when there is none does it post again.
         """
         url = self._url(_SCANS_PATH)
         started_at = datetime.now(UTC)
@@ -229,7 +230,7 @@ class SecurityClient:
     ) -> Scan:
         """Return the team's latest scan with one page of its findings."""
         url = self._scan_url(f"{_SCANS_PATH}/latest", per_page, page, severity, type)
-        scan, _ = await self._get(Operation.GET_LATEST_SCAN, url, parse_scan_page)
+        scan, _ = await self._get(Operation.GET_LATEST_SCAN, url, parse_latest_scan_page)
         return scan
 
     # Findings and affected resources
@@ -302,7 +303,7 @@ class SecurityClient:
     ) -> Collected[AffectedResource]:
         """Return a finding's affected resources, reading every page.
 
-        With `expected=0` nothing is requested, because the finding says it has no resources.
+        With `expected=0` nothing is requested, because the finding reports no resources.
         """
         if expected == 0:
             return Collected(())
@@ -481,8 +482,8 @@ class FindingStream(PageStream[Finding]):
 class _ScanPages:
     """Fetches pages of one scan's findings and checks that every page describes the same scan.
 
-    Latest-scan pages can change scans when a new scan starts during paging, and a scan's
-    findings can change while it runs; either stops paging with a problem.
+    The latest scan can change when a new scan starts during paging. A running scan's findings
+    can change between pages. Either case stops paging with a problem.
     """
 
     def __init__(
@@ -495,7 +496,12 @@ class _ScanPages:
 
     async def __call__(self, url: URL) -> Page[Finding]:
         response = await self._transport.request(self._operation, "GET", url)
-        scan, page = _decode(response, parse_scan_page)
+        parse = (
+            parse_latest_scan_page
+            if self._operation is Operation.GET_LATEST_SCAN
+            else parse_scan_page
+        )
+        scan, page = _decode(response, parse)
         self._check_same_scan(scan)
         self.scan = scan
         return page
@@ -561,19 +567,19 @@ def _check_token(token: str | SecretStr) -> SecretStr:
 def _check_api_url(api_url: str) -> URL:
     """Return the base URL; reject anything but https, or http to a loopback address."""
     url = URL(api_url)
-    shown = str(url.with_user(None)) if url.host else api_url
+    display_url = str(url.with_user(None)) if url.host else api_url
     if url.scheme not in ("https", "http") or not url.host:
         raise ConfigError(
-            f"invalid api_url {shown!r}: expected an https URL such as {DEFAULT_API_URL}"
+            f"invalid api_url {display_url!r}: expected an https URL such as {DEFAULT_API_URL}"
         )
     if url.user or url.password or url.query_string or url.fragment:
         raise ConfigError(
-            f"invalid api_url {shown!r}: remove the credentials, query or fragment; the token "
-            "is passed separately"
+            f"invalid api_url {display_url!r}: remove the credentials, query or fragment, "
+            "because the token is passed separately"
         )
     if url.scheme == "http" and not _is_loopback(url.host):
         raise ConfigError(
-            f"api_url {shown!r} uses plain http, which would send the token unencrypted: use "
+            f"api_url {display_url!r} uses plain http, which would send the token unencrypted: use "
             "https, or plain http only to a loopback address (127.0.0.0/8, ::1, localhost)"
         )
     return url

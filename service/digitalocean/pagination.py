@@ -1,6 +1,6 @@
 """Page iteration over DigitalOcean list responses, with completeness reporting.
 
-Every listing asks for `per_page=200`, the API's maximum. The next page is `links.pages.next`
+Every listing requests `per_page=200`, the API's maximum. The next page is `links.pages.next`
 when the response has it, used as given; otherwise the same URL with `page` one higher, until a
 short or empty page. Listings that report a total (`meta.total`, or the finding's
 `affected_resources_count` passed in as `expected_total`) also stop once that many items arrived
@@ -50,7 +50,7 @@ FetchPage = Callable[[URL], Awaitable[Page[T]]]
 class PageStream(Generic[T]):
     """Async iterator over the items of every page, usable once.
 
-    After the iteration ends, `complete` and `problems` say whether the items are all there is.
+    After the iteration ends, `complete` and `problems` report whether the items are all there is.
     Errors of the fetcher (DigitalOceanError) propagate unchanged.
     """
 
@@ -162,7 +162,7 @@ class PageStream(Generic[T]):
         if page.next_url:
             return url.join(URL(page.next_url, encoded=True))
         if page.has_links:
-            return None  # links.pages without `next`: the server says this is the last page
+            return None  # links.pages without `next` marks the last page.
         if len(page.items) < self._per_page:
             return None
         if self._total is not None and self.count >= self._total:

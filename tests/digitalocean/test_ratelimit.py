@@ -20,7 +20,7 @@ START_EPOCH_S = 1_767_225_600.0
 
 
 class FakeClock:
-    """Monotonic and wall time that move only when a test says so."""
+    """Monotonic and wall time that move only when a test advances them."""
 
     def __init__(self) -> None:
         self.monotonic_s = 1000.0
