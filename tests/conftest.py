@@ -1,7 +1,7 @@
 """Fixtures shared by every test folder: simulators of the DigitalOcean Security API.
 
 Each simulator from these fixtures checks every exchange against DigitalOcean's OpenAPI file
-(tests/support/openapi.py); a test that made the simulator answer outside the file fails at
+(tests/support/openapi.py). A test that made the simulator respond outside the file fails at
 teardown with the list of exchanges.
 """
 

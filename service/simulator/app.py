@@ -54,6 +54,7 @@ def create_app(
         ]
     )
     app[CONTEXT_KEY] = context
+
     router = app.router
     router.add_get(SCANS_PATH, list_scans, name=routes.LIST_SCANS)
     router.add_post(SCANS_PATH, create_scan, name=routes.CREATE_SCAN)
@@ -66,6 +67,7 @@ def create_app(
         affected_resources,
         name=routes.AFFECTED_RESOURCES,
     )
+
     router.add_get(SETTINGS_PATH, get_settings, name=routes.GET_SETTINGS)
     router.add_put(f"{SETTINGS_PATH}/plan", update_plan, name=routes.UPDATE_PLAN)
     router.add_post(
@@ -286,8 +288,8 @@ async def delete_suppression(request: web.Request) -> web.Response:
 
 def _urn_list(value: Any, *, field_name: str, allow_empty: bool) -> list[str]:
     if not isinstance(value, list) or (not value and not allow_empty):
-        wanted = "a list" if allow_empty else "a non-empty list"
-        raise bad_request(f"{field_name} must be {wanted} of URNs such as do:droplet:123")
+        expected = "a list" if allow_empty else "a non-empty list"
+        raise bad_request(f"{field_name} must be {expected} of URNs such as do:droplet:123")
     return [_urn(item, field_name=field_name) for item in value]
 
 

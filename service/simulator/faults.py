@@ -4,7 +4,7 @@
 requests fail with 500; scripted faults of a route are consumed in the order they were added,
 and faults added for route `"*"` apply to any route they fit. `add_random(rate, kinds, seed)`
 injects a seeded random mix on top. Every response that a fault changed carries the header
-`x-simulator-fault` so that validators can tell it from a real answer.
+`x-simulator-fault` so that validators can tell it from a real response.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ANY_ROUTE = "*"
 
 
 class FaultKind(enum.Enum):
-    """What a fault does to one request."""
+    """Kinds of fault, each a change to one request or its response."""
 
     # 429 with retry-after, as a per-minute rejection.
     RATE_LIMITED = "rate_limited"
@@ -35,7 +35,7 @@ class FaultKind(enum.Enum):
     SERVER_ERROR = "server_error"
     BAD_GATEWAY = "bad_gateway"
     SERVICE_UNAVAILABLE = "service_unavailable"
-    # Wait `delay_s` seconds, then answer normally (the response is not marked).
+    # Wait `delay_s` seconds, then respond normally without marking the response.
     DELAY = "delay"
     # Close the connection without running the request.
     DROP_BEFORE = "drop_before"
@@ -78,7 +78,7 @@ _APPLICABLE_ROUTES: dict[FaultKind, frozenset[str]] = {
 
 
 def applies_to(kind: FaultKind, route: str) -> bool:
-    """Whether `kind` can change a response of `route`."""
+    """Return whether `kind` can change a response of `route`."""
     return route in _APPLICABLE_ROUTES.get(kind, _ALL_ROUTES)
 
 
@@ -279,7 +279,7 @@ def _lowercase_enums(payload: Any) -> Any:
 
 
 def _page_root(payload: Any) -> dict[str, Any]:
-    """Return the object that holds `links` and `meta` in a paged response."""
+    """Return the object that contains `links` and `meta` in a paged response."""
     if not isinstance(payload, dict):
         return {}
     settings = payload.get("settings")

@@ -1,11 +1,11 @@
 """Generate large simulated teams for load tests and benchmarks.
 
 `generate_scenario` is deterministic for a seed. Rule sizes follow a power law over a random
-ranking of the rules, so a few rules hit thousands of resources and most hit a handful, as in
-real CSPM results where one misconfiguration (missing backups, no firewall) spreads across a
-fleet while most rules match a few resources. Later scans drift from the baseline: resources
-resolve and appear, whole findings resolve and reopen, new rules start to match, and a few
-findings escalate.
+ranking of the rules, so a few rules hit thousands of resources and most hit a handful. Real
+CSPM results look like this because one misconfiguration (missing backups, no firewall) spreads
+across a fleet while most rules match a few resources. Later scans drift from the baseline:
+resources resolve and appear, whole findings resolve and reopen, new rules start to match, and
+a few findings escalate.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ _EXPOSED_SERVICES: tuple[tuple[str, int, Severity], ...] = (
     ("HTTP alternate", 8080, Severity.LOW),
 )
 
-# Names chosen by users can contain anything; a few generated names say so.
+# Names chosen by users can contain any character, so a few generated names are unusual.
 _UNUSUAL_NAMES: tuple[str, ...] = (
     "web «prod» #{n}",
     "Ana's box {n}",
@@ -124,7 +124,7 @@ _NAME_PREFIXES: dict[str, tuple[str, ...]] = {
 _ENVIRONMENTS = ("prod", "staging", "dev", "qa")
 _REGIONS = ("ams3", "nyc1", "nyc3", "sfo3", "fra1", "lon1", "sgp1", "tor1", "blr1", "syd1")
 
-# How scans drift after the baseline (per scan, per rule unless noted).
+# Drift rates after the baseline, per scan and per rule unless noted.
 _BASELINE_ACTIVE_SHARE = 0.85
 _ALWAYS_IN_BASELINE_SIZE = 100
 _RESOURCE_RESOLVE_SHARE = 0.05

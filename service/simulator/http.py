@@ -70,7 +70,7 @@ class PageRequest:
         return items[start : start + self.per_page]
 
     def page_count(self, total: int) -> int:
-        """The number of pages for `total` items; an empty list has one (empty) page."""
+        """Return the number of pages for `total` items; an empty list has one empty page."""
         return max(1, math.ceil(total / self.per_page))
 
 
@@ -129,7 +129,7 @@ def _page_url(request: web.Request, number: int, per_page: int) -> str:
 
 
 def request_url(request: web.Request) -> str:
-    """The absolute URL of the request as the client sent it."""
+    """Return the absolute URL of the request as the client sent it."""
     return f"{request.scheme}://{request.host}{request.rel_url.raw_path_qs}"
 
 

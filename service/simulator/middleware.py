@@ -124,7 +124,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     log.debug("simulator_fault_applied", route=route, kind=fault.kind.value)
     if fault.kind is FaultKind.DELAY:
-        # A delayed answer is still a real answer, so it is not marked as altered.
+        # A delayed response is still a real response, so it is not marked as altered.
         await asyncio.sleep(fault.delay_s)
         return await handler(request)
     request[FAULT_KEY] = fault.kind.value
@@ -203,3 +203,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             request, 404, "not_found", "The resource you requested could not be found."
         )
+    except web.HTTPException as error:
+        # For example 413 from aiohttp when a body is larger than the application accepts.
+        error_id = error.reason.lower().replace(" ", "_")
+        return error_response(request, error.status, error_id, error.text or error.reason)

@@ -72,8 +72,8 @@ class _Windows:
 class RateLimiter:
     """Count requests per token in sliding hour and minute windows.
 
-    A rejected request does not count against the windows, so a client that waits as told is
-    let through again.
+    A rejected request does not count against the windows, so a client that waits for the
+    given time gets through.
     """
 
     def __init__(self, limits: SimulatorRateLimits, clock: Clock) -> None:

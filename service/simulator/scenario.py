@@ -1,8 +1,8 @@
 """Scenarios: the simulated team's resources, rules and successive scans.
 
 A scenario file is YAML (see docs/simulator.md for the format). `load_scenario` validates it and
-returns a `Scenario`; an invalid file raises `ScenarioError` with one line per problem, each
-naming the key path (`scans[1].findings.ssh-open`) and the fix.
+returns a `Scenario`. An invalid file raises `ScenarioError` with one line per problem, and each
+line names the key path (`scans[1].findings.ssh-open`) and the fix.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ScenarioError(CspmWatchError):
 
 
 class ScanOutcome(enum.Enum):
-    """How a simulated scan ends. IN_PROGRESS means it never finishes."""
+    """Final status of a simulated scan; IN_PROGRESS means it never finishes."""
 
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -97,7 +97,7 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class ScanPlan:
-    """What one created scan reports and how it progresses.
+    """The findings and progress of one created scan.
 
     `findings` maps a rule UUID to the URNs it reports. The scan stays IN_PROGRESS until
     `in_progress_s` seconds have passed since its creation and `in_progress_polls` polls have

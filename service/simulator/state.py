@@ -1,8 +1,8 @@
 """The simulator's mutable state: created scans, suppressions, false positives and the plan.
 
-A scan takes its findings from the scenario when it is created, after removing false-positive
-resources, suppressed (rule, resource) pairs and resources outside the scan's `resources`
-list; suppressions and false positives added later change only later scans.
+A scan takes its findings from the scenario when it is created. It leaves out false-positive
+resources, suppressed (rule, resource) pairs and resources outside the scan's `resources` list,
+so suppressions and false positives added later change only later scans.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class SimulatedScan:
         return self.status == ScanOutcome.COMPLETED.value
 
     def observe(self, now_s: float, *, poll: bool) -> str:
-        """Return the status now; a poll that sees the scan running counts toward its end."""
+        """Return the status now; a poll that finds the scan running counts toward its end."""
         if self.finished_at_s is None and self._may_finish(now_s):
             self.finished_at_s = now_s
         if self.finished_at_s is None and poll:

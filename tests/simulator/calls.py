@@ -29,7 +29,7 @@ class Reply:
 
 
 class ApiCaller:
-    """Send requests to one simulator with a token (the simulator's own unless told)."""
+    """Send requests to one simulator with a token, the simulator's own by default."""
 
     def __init__(self, session: aiohttp.ClientSession, simulator: Simulator) -> None:
         self.session = session

@@ -1,4 +1,4 @@
-"""`cspm-watch simulate` starts a server that answers, and stops on SIGTERM."""
+"""`cspm-watch simulate` serves requests until SIGTERM and rejects invalid options."""
 
 from __future__ import annotations
 

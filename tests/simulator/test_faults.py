@@ -71,7 +71,7 @@ async def test_rate_limited_reset_future_fault(make_simulator: SimulatorFactory)
     assert int(reply.headers["ratelimit-reset"]) == int(clock.now()) + 3
 
 
-async def test_delay_fault_answers_normally_unmarked(simulator: Simulator) -> None:
+async def test_delay_fault_keeps_response_unmarked(simulator: Simulator) -> None:
     simulator.faults.add("list_scans", FaultKind.DELAY, delay_s=0.05)
     async with api_caller(simulator) as api:
         reply = await api.get(SCANS)

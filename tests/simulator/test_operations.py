@@ -12,7 +12,7 @@ SPACES_PUBLIC_WRITE_RULE = "447e14ab-9b61-44a9-9c6a-82c43ef2e8a9"
 NO_FIREWALL_RULE = "8a645179-f148-417a-909b-536d7c7ee458"
 
 
-async def test_latest_scan_before_any_scan_is_scan_not_run(simulator: Simulator) -> None:
+async def test_latest_scan_before_first_scan(simulator: Simulator) -> None:
     async with api_caller(simulator) as api:
         reply = await api.get(f"{SCANS}/latest")
 
@@ -252,3 +252,13 @@ async def test_every_response_has_request_id_header(simulator: Simulator) -> Non
     request_ids = [reply.headers["x-request-id"] for reply in replies]
     assert all(uuid.UUID(request_id) for request_id in request_ids)
     assert request_ids[0] != request_ids[1]
+
+
+async def test_oversized_body_is_json_error(simulator: Simulator) -> None:
+    too_large = b'{"resources": [' + b'"do:droplet:1",' * 100_000 + b'"do:droplet:1"]}'
+    async with api_caller(simulator) as api:
+        reply = await api.post(SCANS, data=too_large, headers={"Content-Type": "application/json"})
+
+    assert reply.status == 413
+    assert reply.json["id"] == "request_entity_too_large"
+    assert simulator.state.scans == []

@@ -1,5 +1,5 @@
 """DigitalOcean's official Python client (pydo) runs its ten security operations against the
-simulator; the fixture validates pydo's requests and the answers against the OpenAPI file."""
+simulator; the fixture validates pydo's requests and the responses against the OpenAPI file."""
 
 from __future__ import annotations
 
@@ -84,3 +84,16 @@ async def test_pydo_unknown_scan_returns_error_body(simulator: Simulator) -> Non
     reply = await call(security.get_scan, "00000000-0000-4000-8000-000000000000")
 
     assert reply["id"] == "not_found"
+
+
+def test_pydo_against_threaded_simulator(
+    threaded_simulator: Simulator, openapi_validator: OpenApiValidator
+) -> None:
+    security = client_for(threaded_simulator).security
+
+    created = security.create_scan(enforce_https=False)
+    listed = security.list_scans(per_page=1, enforce_https=False)
+
+    assert created["scan"]["status"] == "IN_PROGRESS"
+    assert listed["meta"]["total"] == 1
+    assert openapi_validator.checked == 2

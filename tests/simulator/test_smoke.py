@@ -1,4 +1,4 @@
-"""The simulator answers the ten operations of the built-in scenario."""
+"""The simulator completes a scan of the built-in scenario."""
 
 from __future__ import annotations
 

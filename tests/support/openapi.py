@@ -4,7 +4,7 @@
 checks, with openapi-core:
 
 - a request that the OpenAPI file rejects (bad parameter, missing token, unknown path) gets a
-  4xx answer, never a success;
+  4xx response, never a success;
 - the response matches the operation's declared status, headers and body;
 - every response carries `x-request-id` and the three `ratelimit-*` headers, and every error
   body has `id` and `message`.
@@ -103,9 +103,15 @@ class OpenApiValidator:
     def middleware(self) -> Middleware:
         @web.middleware
         async def validate_exchange(request: web.Request, handler: Handler) -> web.StreamResponse:
-            body = await request.read()
             response = await handler(request)
             if request.get(DROPPED_KEY) or FAULT_HEADER in response.headers:
+                self.skipped += 1
+                return response
+            # Read the body only now: aiohttp returns the copy the handler read, and reading it
+            # before the handler would turn an oversized body into aiohttp's own 413.
+            try:
+                body = await request.read()
+            except web.HTTPException:
                 self.skipped += 1
                 return response
             self.checked += 1
@@ -134,7 +140,9 @@ class OpenApiValidator:
             self.spec.validate_request(spec_request)
         except OpenAPIError as error:
             if response.status < 400:
-                problems.append(f"request is invalid ({_describe(error)}) but was answered")
+                problems.append(
+                    f"request is invalid ({_describe(error)}) but got a success response"
+                )
         try:
             self.spec.validate_response(spec_request, _SpecResponse(response))
         except PathError:
