@@ -36,7 +36,7 @@ RULE_LEVEL_URN = ""
 
 
 class DiffKind(enum.Enum):
-    """How a scan changed one fingerprint."""
+    """Kind of change that a scan made to one fingerprint."""
 
     NEW = "new"
     REOPENED = "reopened"
@@ -121,7 +121,10 @@ class CollectedFinding:
 
 @dataclass(frozen=True, slots=True)
 class CollectedScan:
-    """What one cycle collected of one scan. `complete` is False when anything fell short."""
+    """The findings and resources one cycle collected of one scan.
+
+    `complete` is False when any page or resource list fell short of its announced total.
+    """
 
     target: str
     scan_id: str
@@ -132,7 +135,7 @@ class CollectedScan:
 
 @dataclass(frozen=True, slots=True)
 class DiffEntry:
-    """How one scan changed one fingerprint, with what an alert needs to name it.
+    """One fingerprint's change in one scan, with the data an alert needs to name it.
 
     `finding` is None for RESOLVED entries, whose finding is absent from the scan. `resource`
     is None for rule-level fingerprints. `state` is the stored state before this scan, None for
@@ -167,7 +170,7 @@ class Diff:
 
     @property
     def reason(self) -> str:
-        """One sentence that says why the diff does or does not change the finding states."""
+        """Return one sentence that explains why the diff does or does not change states."""
         return _REASONS[self.outcome]
 
     def counts(self) -> dict[DiffKind, int]:

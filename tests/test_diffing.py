@@ -331,7 +331,7 @@ def test_diff_adopted_entries_inherit_rule_level_state() -> None:
     assert diff.counts()[GONE] == 0
 
 
-def test_diff_resource_states_kept_at_rule_level_carry_resource() -> None:
+def test_diff_kept_resource_states_carry_resource() -> None:
     diff = compute_diff([state("r1", 3)], scan(collected("r1")))
 
     (entry,) = diff.entries

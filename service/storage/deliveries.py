@@ -19,7 +19,7 @@ _deliveries = deliveries_table
 
 
 class DeliveryStatus(enum.Enum):
-    """Where a delivery is: waiting, being sent, sent, or given up after its last attempt."""
+    """Delivery status: waiting, being sent, sent, or failed after its last attempt."""
 
     PENDING = "pending"
     SENDING = "sending"

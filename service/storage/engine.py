@@ -42,7 +42,8 @@ def parse_database_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        # Only the scheme is shown: in text that is not a URL, nothing tells the password apart.
+        # Only the scheme is shown, because in text that does not parse as a URL the password
+        # cannot be located and masked.
         scheme = str(url).partition("://")[0] if "://" in str(url) else "no scheme"
         raise ConfigError(
             f"invalid database_url ({scheme}): expected a URL such as {DEFAULT_DATABASE_URL} "

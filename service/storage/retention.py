@@ -35,8 +35,8 @@ async def prune_scan_details(
     """Delete the findings and affected resources of scans requested before `older_than`.
 
     Scan rows and finding states stay, and scans still running are skipped. `max_scans`
-    bounds the work of one call, oldest scans first, so that a long backlog on SQLite can be
-    pruned in several short transactions instead of one that blocks every writer.
+    limits one call to that many scans, oldest first. On SQLite a long backlog can then be
+    pruned in several short transactions, because one long transaction blocks every writer.
     """
     older_than = ensure_utc(older_than, "older_than")
     scan_row_ids = await _prunable_scans(session, older_than, max_scans)

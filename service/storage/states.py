@@ -52,30 +52,44 @@ _LOADED_COLUMNS = (
 
 
 async def load_finding_states(session: AsyncSession, target: str) -> list[FindingState]:
-    """Return every finding state of the target (open, resolved and superseded)."""
+    """Return every finding state of the target (open, resolved and superseded).
+
+    Rows are streamed in batches, and the texts that repeat across rows (rule UUIDs and
+    names, resource types) are shared, because a target can have 100,000 states or more.
+    """
     statement = select(*_LOADED_COLUMNS).where(_states.c.target == target)
-    result = await session.execute(statement)
-    statuses = {status.value: status for status in StateStatus}
-    severities = {severity.value: severity for severity in Severity}
-    return [
-        FindingState(
-            fingerprint=Fingerprint(target, row.rule_uuid, row.resource_urn),
-            status=statuses[row.status],
-            severity=severities[row.severity],
-            previous_severity=severities.get(row.previous_severity),
-            first_seen_at=row.first_seen_at,
-            first_seen_scan_row_id=row.first_seen_scan_row_id,
-            last_seen_at=row.last_seen_at,
-            resolved_at=row.resolved_at,
-            times_reopened=row.times_reopened,
-            rule_name=row.rule_name,
-            resource_name=row.resource_name,
-            resource_type=row.resource_type,
-            last_alerted_at=row.last_alerted_at,
-            state_id=row.id,
-        )
-        for row in result
-    ]
+    shared: dict[str, str] = {}
+    states: list[FindingState] = []
+    result = await session.stream(statement, execution_options={"yield_per": STATE_BATCH_SIZE})
+    async for rows in result.partitions():
+        states.extend(_state_of_row(target, row, shared) for row in rows)
+    return states
+
+
+_STATUSES = {status.value: status for status in StateStatus}
+_SEVERITIES = {severity.value: severity for severity in Severity}
+
+
+def _state_of_row(target: str, row: Any, shared: dict[str, str]) -> FindingState:
+    previous_severity = row.previous_severity
+    return FindingState(
+        fingerprint=Fingerprint(
+            target, shared.setdefault(row.rule_uuid, row.rule_uuid), row.resource_urn
+        ),
+        status=_STATUSES[row.status],
+        severity=_SEVERITIES[row.severity],
+        previous_severity=_SEVERITIES[previous_severity] if previous_severity else None,
+        first_seen_at=row.first_seen_at,
+        first_seen_scan_row_id=row.first_seen_scan_row_id,
+        last_seen_at=row.last_seen_at,
+        resolved_at=row.resolved_at,
+        times_reopened=row.times_reopened,
+        rule_name=shared.setdefault(row.rule_name, row.rule_name),
+        resource_name=row.resource_name,
+        resource_type=shared.setdefault(row.resource_type, row.resource_type),
+        last_alerted_at=row.last_alerted_at,
+        state_id=row.id,
+    )
 
 
 async def apply_diff(
@@ -241,7 +255,7 @@ def _changed_beyond_sighting(entry: DiffEntry, state: FindingState) -> bool:
 
 
 def _update_by_id(sample_row: dict[str, Any]) -> Any:
-    """An UPDATE by row id that sets every key of `sample_row` except the id."""
+    """Build an UPDATE by row id that sets every key of `sample_row` except the id."""
     columns = [key for key in sample_row if key != "b_id"]
     return (
         update(_states)

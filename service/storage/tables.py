@@ -65,7 +65,7 @@ class ScanRecord(Base):
     """One scan of one target, recorded from the moment it is created at DigitalOcean.
 
     `scan_id` is DigitalOcean's id of the scan; `id` is the row id that other tables refer to.
-    The diff counts stay zero until a diff changed the finding states (`states_updated`).
+    The diff counts stay zero unless a diff changed the finding states (`states_updated`).
     """
 
     __tablename__ = "scans"
@@ -151,7 +151,7 @@ class AffectedResourceRecord(Base):
 
 
 class FindingStateRecord(Base):
-    """What the service knows about one fingerprint of one target over time.
+    """The history of one fingerprint of one target: status, severity, sightings.
 
     `resource_urn` is "" for a rule-level fingerprint. `status` is open, resolved, or
     superseded: a rule-level state that resource-level states of the same rule replaced.
