@@ -13,7 +13,6 @@ from service.digitalocean.models import Severity
 from service.simulator import payloads, routes
 from service.simulator.context import CONTEXT_KEY, SimulatorContext
 from service.simulator.http import (
-    ApiError,
     PageRequest,
     bad_request,
     empty_response,
@@ -306,5 +305,3 @@ def _is_uuid(value: str) -> bool:
         return False
     return True
 
-
-__all__ = ["ApiError", "create_app"]

@@ -73,6 +73,13 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = error_response(request, 500, "server_error", "Unexpected server-side error")
     status = DROPPED_STATUS if request.get(DROPPED_KEY) else response.status
     context.stats.record(request[ROUTE_KEY], status)
+    if status >= 400:
+        log.debug(
+            "simulator_request_rejected",
+            route=request[ROUTE_KEY],
+            status=status,
+            request_id=request[REQUEST_ID_KEY],
+        )
     response.headers["x-request-id"] = request[REQUEST_ID_KEY]
     return response
 
