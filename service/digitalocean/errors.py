@@ -58,9 +58,9 @@ class BadRequestError(DigitalOceanError):
 
 
 class RateLimitedError(DigitalOceanError):
-    """HTTP 429 persisted through every retry, or asked for a longer wait than the client allows.
+    """HTTP 429 persisted through every retry, or requested a longer wait than the client allows.
 
-    `retry_after_s` is the wait DigitalOcean asked for, when it said.
+    `retry_after_s` is the wait DigitalOcean requested, when it gave one.
     """
 
     def __init__(

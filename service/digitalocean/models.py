@@ -182,7 +182,7 @@ class Collected(Generic[T]):
 
     `complete` is False when the pages fell short of `meta.total` or of the expected count, a
     next link repeated or pointed elsewhere, pages overlapped, or paging stopped at its bound.
-    `problems` holds one sentence per reason.
+    `problems` contains one sentence per reason.
     """
 
     items: tuple[T, ...]

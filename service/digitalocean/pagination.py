@@ -1,8 +1,8 @@
 """Page iteration over DigitalOcean list responses, with completeness reporting.
 
 Every listing requests `per_page=200`, the API's maximum. The next page is `links.pages.next`
-when the response has it, used as given; otherwise the same URL with `page` one higher, until a
-short or empty page. Listings that report a total (`meta.total`, or the finding's
+when the response has it, used as given. Otherwise it is the same URL with `page` one higher,
+until a short or empty page. Listings that report a total (`meta.total`, or the finding's
 `affected_resources_count` passed in as `expected_total`) also stop once that many items arrived
 and never fetch more than ceil(total / per_page) pages.
 

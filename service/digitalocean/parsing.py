@@ -119,10 +119,10 @@ def parse_tier_coverage(value: object, path: str) -> dict[str, TierCoverage]:
 def parse_latest_scan_page(body: object) -> tuple[Scan, Page[Finding]]:
     """Parse GET /v2/security/scans/latest, whose scan may lack an id.
 
-    Before any scan exists, the simulator answers with a scan that has status SCAN_NOT_RUN and
+    Before any scan exists, the simulator returns a scan that has status SCAN_NOT_RUN and
     no id, so the parsed scan then has an empty `id`.
     """
-    # NOTE: DigitalOcean does not document its answer for a team without scans.
+    # NOTE: DigitalOcean does not document its response for a team without scans.
     return parse_scan_page(body, require_id=False)
 
 

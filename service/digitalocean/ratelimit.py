@@ -1,8 +1,8 @@
 """Per-token pacing under DigitalOcean's request budgets.
 
-DigitalOcean allows each token 250 requests a minute and 5,000 an hour; each request counts for
-one minute and one hour after it is made (the `ratelimit-limit` header description in
-DigitalOcean's OpenAPI file, and its API reference, "Rate Limit"). Every response reports the
+DigitalOcean allows each token 250 requests a minute and 5,000 an hour, and each request counts
+for one minute and one hour after it is made. Sources: the `ratelimit-limit` header description
+in DigitalOcean's OpenAPI file, and its API reference, "Rate Limit". Every response reports the
 hourly budget left in `ratelimit-remaining` and the Unix time at which the oldest counted request
 expires in `ratelimit-reset`.
 
@@ -40,19 +40,27 @@ class RateLimits:
 
     `margin_s` widens both windows, because DigitalOcean counts a request when it arrives and
     arrival times drift from send times by network jitter. `max_wait_s` is the longest wait a
-    429 may ask for: a longer one raises RateLimitedError at once.
+    429 may request: a longer one raises RateLimitedError at once. `minute_s` and `hour_s` are
+    the window lengths; only a benchmark against a time-compressed simulator changes them.
     """
 
     per_minute: int = 250
     per_hour: int = 5000
     margin_s: float = 1.0
     max_wait_s: float = HOUR_S
+    minute_s: float = MINUTE_S
+    hour_s: float = HOUR_S
 
     def __post_init__(self) -> None:
         if self.per_minute < 1 or self.per_hour < 1:
             raise ValueError(
                 f"invalid rate limits per_minute={self.per_minute}, per_hour={self.per_hour}: "
                 "both must be at least 1"
+            )
+        if self.minute_s <= 0 or self.hour_s <= 0:
+            raise ValueError(
+                f"invalid rate limits minute_s={self.minute_s}, hour_s={self.hour_s}: "
+                "both must be more than 0"
             )
         if self.margin_s < 0 or self.max_wait_s < 0:
             raise ValueError(
@@ -88,7 +96,7 @@ class RateLimiter:
 
     `clock` is monotonic seconds and `wall_clock` Unix seconds (to read `ratelimit-reset`); tests
     pass fake ones. `reserve` is synchronous and returns the wait, so it can be tested without
-    sleeping; `slot` reserves, sleeps and counts the request as in flight until it ends.
+    sleeping. `slot` reserves, sleeps and counts the request as in flight until it ends.
     """
 
     def __init__(
@@ -102,8 +110,8 @@ class RateLimiter:
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._minute = SlidingWindow(limits.per_minute, MINUTE_S + limits.margin_s)
-        self._hour = SlidingWindow(limits.per_hour, HOUR_S + limits.margin_s)
+        self._minute = SlidingWindow(limits.per_minute, limits.minute_s + limits.margin_s)
+        self._hour = SlidingWindow(limits.per_hour, limits.hour_s + limits.margin_s)
         self._last_slot_at = float("-inf")
         self._paused_until = float("-inf")
         # Hourly budget left by the last response, less the requests sent since then.

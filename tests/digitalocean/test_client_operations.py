@@ -108,7 +108,7 @@ async def test_get_latest_scan_returns_the_newest(simulator: Simulator) -> None:
     assert latest.id == newest.id
 
 
-async def test_get_latest_scan_without_scans_is_scan_not_run(simulator: Simulator) -> None:
+async def test_latest_scan_before_first_scan(simulator: Simulator) -> None:
     async with client_for(simulator) as client:
         latest = await client.get_latest_scan()
 

@@ -77,7 +77,7 @@ async def test_collect_affected_resources_zero_expected_sends_nothing(
     assert simulator.stats.total == 0
 
 
-async def test_collect_affected_resources_without_expected_pages_to_short_page(
+async def test_affected_resources_without_expected_count(
     make_simulator: SimulatorFactory,
 ) -> None:
     simulator = await make_simulator(sized_scenario([400]))

@@ -85,6 +85,13 @@ async def test_rejected_url_sends_nothing(simulator: Simulator) -> None:
     assert simulator.stats.total == 0
 
 
+async def test_client_used_before_opening_raises() -> None:
+    client = SecurityClient(TOKEN, api_url="http://127.0.0.1:1")
+
+    with pytest.raises(RuntimeError, match="async with SecurityClient"):
+        await client.list_scans()
+
+
 def test_client_repr_has_no_token() -> None:
     client = SecurityClient(SecretStr(TOKEN), api_url="http://127.0.0.1:1")
 

@@ -41,7 +41,7 @@ async def test_page_stream_without_links_pages_until_short_page() -> None:
     assert [url.query["page"] for url in pages.urls] == ["1", "2"]
 
 
-async def test_page_stream_full_last_page_ends_on_empty_page() -> None:
+async def test_page_stream_full_last_page() -> None:
     pages = ScriptedPages(Page(("a", "b")), Page(()))
 
     collected = await make_stream(pages).collect()
@@ -69,7 +69,7 @@ async def test_page_stream_short_of_expected_total_is_incomplete() -> None:
     assert collected.problems == ("items: 3 of 5 arrived",)
 
 
-async def test_page_stream_next_link_to_other_origin_is_not_followed() -> None:
+async def test_page_stream_foreign_next_link() -> None:
     pages = ScriptedPages(Page(("a", "b"), next_url="https://elsewhere.example/v2/items?page=2"))
 
     collected = await make_stream(pages).collect()
@@ -80,7 +80,7 @@ async def test_page_stream_next_link_to_other_origin_is_not_followed() -> None:
     assert "elsewhere.example" in collected.problems[0]
 
 
-async def test_page_stream_relative_next_link_resolves_against_the_page() -> None:
+async def test_page_stream_relative_next_link() -> None:
     pages = ScriptedPages(Page(("a", "b"), next_url="/v2/items?per_page=2&page=2"), Page(("c",)))
 
     collected = await make_stream(pages).collect()
@@ -120,7 +120,7 @@ async def test_page_stream_without_total_stops_at_max_pages() -> None:
     assert "limit of 3 pages" in collected.problems[0]
 
 
-async def test_page_stream_stop_paging_from_fetcher_is_a_problem() -> None:
+async def test_page_stream_fetcher_stops_paging() -> None:
     class StopsOnSecondPage(ScriptedPages):
         async def __call__(self, url: URL) -> Page[str]:
             if self.urls:

@@ -67,7 +67,7 @@ def test_limiter_burst_within_minute_limit_does_not_wait() -> None:
     assert delays == [0.0] * 250
 
 
-def test_limiter_request_past_minute_limit_waits_for_the_window() -> None:
+def test_limiter_past_minute_limit_waits() -> None:
     clock = FakeClock()
     limiter = make_limiter(clock, per_minute=250, margin_s=1.0)
     for _ in range(250):
@@ -88,7 +88,7 @@ def test_limiter_sustained_load_never_exceeds_the_minute_limit() -> None:
     assert max_in_window(times, 60.0) <= 250
 
 
-def test_limiter_sustained_load_uses_at_least_90_percent_of_the_rate() -> None:
+def test_limiter_sustained_load_uses_90_percent() -> None:
     clock = FakeClock()
     limiter = make_limiter(clock, per_minute=250, per_hour=100_000, margin_s=1.0)
 
@@ -98,6 +98,17 @@ def test_limiter_sustained_load_uses_at_least_90_percent_of_the_rate() -> None:
     elapsed_min = (times[-1] - times[0]) / 60.0
     achieved_per_minute = (len(times) - 250) / elapsed_min
     assert achieved_per_minute >= 0.9 * 250
+
+
+def test_limiter_shortened_windows_scale_the_wait() -> None:
+    clock = FakeClock()
+    limiter = make_limiter(clock, per_minute=2, minute_s=6.0, hour_s=360.0, margin_s=0.1)
+    send(limiter, clock)
+    send(limiter, clock)
+
+    delay_s = limiter.reserve()
+
+    assert delay_s == pytest.approx(6.1)
 
 
 def test_limiter_hour_limit_holds_past_the_minute_window() -> None:
@@ -162,7 +173,7 @@ def test_limiter_pause_after_429_holds_every_request() -> None:
     assert delays == [pytest.approx(7.5)] * 3
 
 
-async def test_limiter_slot_counts_in_flight_until_the_block_ends() -> None:
+async def test_limiter_slot_counts_in_flight() -> None:
     clock = FakeClock()
     limiter = make_limiter(clock)
 
@@ -185,7 +196,7 @@ def test_wait_after_429_waits_for_a_future_reset() -> None:
     assert wait_after_429(headers, now_epoch_s=START_EPOCH_S, backoff_s=1.0) == 300.0
 
 
-def test_wait_after_429_backs_off_when_reset_is_past() -> None:
+def test_wait_after_429_past_reset_backs_off() -> None:
     headers = {"ratelimit-reset": str(int(START_EPOCH_S) - 30)}
 
     assert wait_after_429(headers, now_epoch_s=START_EPOCH_S, backoff_s=2.5) == 2.5
@@ -213,7 +224,14 @@ def test_limiter_for_same_token_and_origin_is_shared() -> None:
 
 @pytest.mark.parametrize(
     "limits",
-    [{"per_minute": 0}, {"per_hour": 0}, {"margin_s": -1.0}, {"max_wait_s": -1.0}],
+    [
+        {"per_minute": 0},
+        {"per_hour": 0},
+        {"margin_s": -1.0},
+        {"max_wait_s": -1.0},
+        {"minute_s": 0.0},
+        {"hour_s": -5.0},
+    ],
 )
 def test_rate_limits_invalid_values_are_rejected(limits: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="invalid rate limits"):
