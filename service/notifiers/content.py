@@ -125,7 +125,9 @@ def batch_to_dict(batch: AlertBatch) -> dict[str, Any]:
         "target": batch.target,
         "scan_id": batch.scan_id,
         "scan_created_at": _datetime_to_text(batch.scan_created_at),
-        "counts_by_severity": counts_to_dict(batch.counts_by_severity),
+        "counts_by_severity": {
+            severity.value: count for severity, count in batch.counts_by_severity.items()
+        },
         "items": [item_to_dict(item) for item in batch.items],
         "top_rules": [rule_count_to_dict(rule) for rule in batch.top_rules],
         "failure_reason": batch.failure_reason,
@@ -148,7 +150,7 @@ def item_to_dict(item: AlertItem) -> dict[str, Any]:
         "details": item.details,
         "mitigation_steps": [mitigation_step_to_dict(step) for step in item.mitigation_steps],
         "resources": [resource_to_dict(resource) for resource in item.resources],
-        "resource_count": item.total_resources,
+        "resource_count": item.resource_count,
         "first_seen_at": _datetime_to_text(item.first_seen_at),
     }
 

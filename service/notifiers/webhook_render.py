@@ -106,6 +106,7 @@ def _scan(batch: AlertBatch) -> dict[str, Any] | None:
 
 def _finding(item: AlertItem) -> dict[str, Any]:
     finding = item_to_dict(item)
+    finding["resource_count"] = item.total_resources
     finding["resources"] = finding["resources"][:MAX_RESOURCES_PER_FINDING]
     finding["resources_truncated"] = len(finding["resources"]) < item.total_resources
     return finding
