@@ -8,13 +8,14 @@ exit code, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from service import __version__
+from service.commands.params import check_not_blank, check_urns
 from service.config import CONFIG_PATH_VARIABLE, Settings, load_settings
 from service.errors import ConfigError
 
@@ -298,6 +299,448 @@ def demo(data_dir: Path) -> None:
 
     configure_logging(level="WARNING")
     raise SystemExit(run_demo(data_dir))
+
+
+# Commands on one team's security data and on the stored history. Each parses its options and
+# hands the work to a function in service.commands, whose return value is the exit code.
+
+
+def _parse_output(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+    from service.commands.output import OutputFormat
+
+    return OutputFormat(value)
+
+
+def _output_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--output",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        callback=_parse_output,
+        help="Print a table for people or JSON for scripts.",
+    )(function)
+
+
+def _target_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--target",
+        "target_name",
+        metavar="NAME",
+        help=(
+            "Act for this target, with its token and api_url. Needed only when several "
+            "targets are configured."
+        ),
+    )(function)
+
+
+def _source_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+        from service.commands.findings import Source
+
+        return Source(value)
+
+    return click.option(
+        "--from",
+        "source",
+        type=click.Choice(["api", "db"]),
+        default="api",
+        show_default=True,
+        callback=parse,
+        help="Read from the DigitalOcean API, or from the scans that cycles stored.",
+    )(function)
+
+
+def _parse_severity(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    from service.digitalocean.models import Severity
+
+    return None if value is None else Severity.parse(value)
+
+
+def _run_command(ctx: click.Context, work: Callable[[Settings], Coroutine[Any, Any, int]]) -> None:
+    """Load the settings, run `work` with them and exit with the code it returns."""
+    from service.logging import configure_logging
+
+    settings = settings_from_context(ctx)
+    # Log lines go to standard error and only from WARNING up, so that standard output
+    # carries nothing but the result, which scripts parse.
+    configure_logging(level="WARNING")
+    ctx.exit(_run_async(work(settings)))
+
+
+@cli.group()
+def scans() -> None:
+    """List, show and start a team's scans."""
+
+
+@scans.command("list")
+@click.option(
+    "--stored",
+    is_flag=True,
+    help=(
+        "List the scans stored in the database, with their finding and diff counts, instead "
+        "of asking DigitalOcean. With --target, only that target's."
+    ),
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="With --stored, list at most this many scans, the newest first.",
+)
+@_target_option
+@_output_option
+@click.pass_context
+def scans_list(
+    ctx: click.Context, stored: bool, limit: int, target_name: str | None, output: Any
+) -> None:
+    """List the team's scans, newest first."""
+    from service.commands.scans import list_api_scans, list_stored_scans
+
+    if stored:
+        _run_command(ctx, lambda settings: list_stored_scans(settings, target_name, limit, output))
+    else:
+        _run_command(ctx, lambda settings: list_api_scans(settings, target_name, output))
+
+
+@scans.command("get")
+@click.argument("scan_id", callback=check_not_blank)
+@_target_option
+@_output_option
+@click.pass_context
+def scans_get(ctx: click.Context, scan_id: str, target_name: str | None, output: Any) -> None:
+    """Show a scan's status and its finding counts by severity."""
+    from service.commands.scans import show_scan
+
+    _run_command(ctx, lambda settings: show_scan(settings, target_name, scan_id, output))
+
+
+@scans.command("latest")
+@_target_option
+@_output_option
+@click.pass_context
+def scans_latest(ctx: click.Context, target_name: str | None, output: Any) -> None:
+    """Show the team's latest scan and its finding counts by severity."""
+    from service.commands.scans import show_latest_scan
+
+    _run_command(ctx, lambda settings: show_latest_scan(settings, target_name, output))
+
+
+@scans.command("create")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help=(
+        "Poll the scan with the target's poll settings until it finishes, then show its "
+        "finding counts. Exit code 0 only if it COMPLETED."
+    ),
+)
+@_target_option
+@_output_option
+@click.pass_context
+def scans_create(ctx: click.Context, wait: bool, target_name: str | None, output: Any) -> None:
+    """Start a scan of the team.
+
+    The scan is not stored in the database; `once` and `run` store the scans they start.
+    With --wait, progress goes to standard error: a spinner on a terminal, else one line per
+    status change.
+    """
+    from service.commands.scans import create_scan
+
+    _run_command(ctx, lambda settings: create_scan(settings, target_name, wait=wait, output=output))
+
+
+@cli.command()
+@click.argument("scan_id", required=False, callback=check_not_blank)
+@click.option("--latest", is_flag=True, help="Show the latest scan's findings (the default).")
+@click.option(
+    "--severity",
+    type=click.Choice(["CRITICAL", "HIGH", "MEDIUM", "LOW"], case_sensitive=False),
+    callback=_parse_severity,
+    help="Show only the findings of this severity.",
+)
+@_source_option
+@_target_option
+@_output_option
+@click.pass_context
+def findings(
+    ctx: click.Context,
+    scan_id: str | None,
+    latest: bool,
+    severity: Any,
+    source: Any,
+    target_name: str | None,
+    output: Any,
+) -> None:
+    """List the findings of scan SCAN_ID, or of the latest scan.
+
+    From the database (--from db), the latest scan is the target's newest stored COMPLETED
+    scan.
+    """
+    from service.commands.findings import show_findings
+
+    if scan_id is not None and latest:
+        raise click.UsageError("give either SCAN_ID or --latest, not both")
+    _run_command(
+        ctx,
+        lambda settings: show_findings(
+            settings, target_name, scan_id, severity=severity, source=source, output=output
+        ),
+    )
+
+
+@cli.command()
+@click.argument("scan_id", callback=check_not_blank)
+@click.argument("rule_uuid", callback=check_not_blank)
+@_source_option
+@_target_option
+@_output_option
+@click.pass_context
+def resources(
+    ctx: click.Context,
+    scan_id: str,
+    rule_uuid: str,
+    source: Any,
+    target_name: str | None,
+    output: Any,
+) -> None:
+    """List the resources affected by the finding of rule RULE_UUID in scan SCAN_ID."""
+    from service.commands.findings import show_resources
+
+    _run_command(
+        ctx,
+        lambda settings: show_resources(
+            settings, target_name, scan_id, rule_uuid, source=source, output=output
+        ),
+    )
+
+
+@cli.command("diff")
+@click.argument("scan_ids", nargs=-1, metavar="[SCAN_ID_OLD SCAN_ID_NEW]")
+@_target_option
+@_output_option
+@click.pass_context
+def diff_command(
+    ctx: click.Context, scan_ids: tuple[str, ...], target_name: str | None, output: Any
+) -> None:
+    """Show how one stored scan differs from an older one: new, escalated and resolved findings.
+
+    Without scan ids, compare the target's last two stored COMPLETED scans whose collection
+    is complete. The older scan's findings serve as the only history, so no finding can be
+    reopened here: reopened findings show up as new. Unchanged findings are only counted.
+    """
+    from service.commands.history import diff_stored_scans
+
+    if len(scan_ids) not in (0, 2):
+        raise click.UsageError("give no scan id or two: SCAN_ID_OLD SCAN_ID_NEW")
+    _run_command(ctx, lambda settings: diff_stored_scans(settings, target_name, scan_ids, output))
+
+
+@cli.group()
+def suppressions() -> None:
+    """List, create and delete suppressions at DigitalOcean (per rule and resource)."""
+
+
+@suppressions.command("list")
+@_target_option
+@_output_option
+@click.pass_context
+def suppressions_list(ctx: click.Context, target_name: str | None, output: Any) -> None:
+    """List every suppression of the team."""
+    from service.commands.suppressions import list_suppressions
+
+    _run_command(ctx, lambda settings: list_suppressions(settings, target_name, output))
+
+
+@suppressions.command("create")
+@click.argument("rule_uuid", callback=check_not_blank)
+@click.argument("urns", nargs=-1, required=True, metavar="URN [URN ...]", callback=check_urns)
+@_target_option
+@_output_option
+@click.pass_context
+def suppressions_create(
+    ctx: click.Context,
+    rule_uuid: str,
+    urns: tuple[str, ...],
+    target_name: str | None,
+    output: Any,
+) -> None:
+    """Suppress rule RULE_UUID on the resources URN (such as do:droplet:123)."""
+    from service.commands.suppressions import create_suppression
+
+    _run_command(
+        ctx,
+        lambda settings: create_suppression(settings, target_name, rule_uuid, urns, output),
+    )
+
+
+@suppressions.command("delete")
+@click.argument("suppression_id", metavar="ID", callback=check_not_blank)
+@_target_option
+@click.pass_context
+def suppressions_delete(ctx: click.Context, suppression_id: str, target_name: str | None) -> None:
+    """Delete the suppression ID (the ID column of `suppressions list`)."""
+    from service.commands.suppressions import delete_suppression
+
+    _run_command(ctx, lambda settings: delete_suppression(settings, target_name, suppression_id))
+
+
+@cli.command("false-positive")
+@click.argument("urn", callback=check_urns)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_target_option
+@click.pass_context
+def false_positive(ctx: click.Context, urn: str, yes: bool, target_name: str | None) -> None:
+    """Mark resource URN as a false positive: DigitalOcean excludes it from future scans."""
+    from service.commands.suppressions import mark_false_positive
+
+    if not yes:
+        click.confirm(
+            f"Exclude {urn} from every future scan? cspm-watch has no command to undo this",
+            abort=True,
+        )
+    _run_command(ctx, lambda settings: mark_false_positive(settings, target_name, urn))
+
+
+@cli.group()
+def plan() -> None:
+    """Show and set which resources and tags each CSPM plan tier covers."""
+
+
+@plan.command("show")
+@_target_option
+@_output_option
+@click.pass_context
+def plan_show(ctx: click.Context, target_name: str | None, output: Any) -> None:
+    """Show the tier coverage and any planned downgrades."""
+    from service.commands.plan import show_plan
+
+    _run_command(ctx, lambda settings: show_plan(settings, target_name, output))
+
+
+@plan.command("set")
+@click.argument("tier", callback=check_not_blank)
+@click.option(
+    "--resource",
+    "resource_urns",
+    multiple=True,
+    metavar="URN",
+    callback=check_urns,
+    help="A resource the tier covers (repeatable).",
+)
+@click.option(
+    "--tag", "tags", multiple=True, metavar="TAG", help="A tag the tier covers (repeatable)."
+)
+@_target_option
+@_output_option
+@click.pass_context
+def plan_set(
+    ctx: click.Context,
+    tier: str,
+    resource_urns: tuple[str, ...],
+    tags: tuple[str, ...],
+    target_name: str | None,
+    output: Any,
+) -> None:
+    """Set the resources and tags that plan tier TIER (such as basic) covers.
+
+    The given lists replace the tier's current ones; other tiers are left as they are.
+    """
+    from service.commands.plan import set_tier_coverage
+
+    if not resource_urns and not tags:
+        raise click.UsageError("give at least one --resource or --tag")
+    _run_command(
+        ctx,
+        lambda settings: set_tier_coverage(
+            settings, target_name, tier, resource_urns, tags, output
+        ),
+    )
+
+
+@cli.group()
+def deliveries() -> None:
+    """List the outbox of messages to notifiers, and retry failed ones."""
+
+
+def _parse_delivery_status(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    from service.storage import DeliveryStatus
+
+    return None if value is None else DeliveryStatus(value)
+
+
+@deliveries.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed"]),
+    callback=_parse_delivery_status,
+    help="List only the deliveries in this status.",
+)
+@click.option("--notifier", help="List only the deliveries to this notifier.")
+@click.option("--target", "target_name", metavar="NAME", help="List only this target's deliveries.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="List at most this many deliveries, the newest first.",
+)
+@_output_option
+@click.pass_context
+def deliveries_list(
+    ctx: click.Context,
+    status: Any,
+    notifier: str | None,
+    target_name: str | None,
+    limit: int,
+    output: Any,
+) -> None:
+    """List deliveries, newest first."""
+    from service.commands.deliveries import list_outbox
+
+    _run_command(
+        ctx,
+        lambda settings: list_outbox(
+            settings,
+            status=status,
+            target_name=target_name,
+            notifier=notifier,
+            limit=limit,
+            output=output,
+        ),
+    )
+
+
+@deliveries.command("retry")
+@click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID ...]")
+@click.option("--all-failed", is_flag=True, help="Retry every failed delivery.")
+@click.option(
+    "--no-send",
+    is_flag=True,
+    help="Only queue the deliveries again; the daemon or the next `once` sends them.",
+)
+@_output_option
+@click.pass_context
+def deliveries_retry(
+    ctx: click.Context,
+    delivery_ids: tuple[int, ...],
+    all_failed: bool,
+    no_send: bool,
+    output: Any,
+) -> None:
+    """Queue failed deliveries again with a fresh attempt budget, then send every due
+    delivery now through the configured notifiers.
+
+    Sent, pending and unknown ids are reported and left alone. Exit code 1 when a requested
+    id was not retried or a delivery failed again.
+    """
+    from service.commands.deliveries import retry_outbox
+
+    if bool(delivery_ids) == all_failed:
+        raise click.UsageError("give delivery ids or --all-failed, one of the two")
+    ids = None if all_failed else delivery_ids
+    _run_command(ctx, lambda settings: retry_outbox(settings, ids, send=not no_send, output=output))
 
 
 def main() -> None:
