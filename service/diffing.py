@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -228,7 +228,12 @@ def compute_diff(states: Iterable[FindingState], scan: CollectedScan) -> Diff:
 
 
 def states_of_scan(scan: CollectedScan, seen_at: datetime) -> list[FindingState]:
-    """Build the open states that `scan` alone would leave, to diff one scan against another."""
+    """Build the open states that `scan` alone would leave, to diff one scan against another.
+
+    The states come from whatever findings the scan holds, even when it did not complete or
+    its collection is incomplete, so the caller decides whether such a comparison is useful.
+    """
+    as_complete = replace(scan, status=ScanStatus.COMPLETED, complete=True)
     return [
         FindingState(
             fingerprint=entry.fingerprint,
@@ -240,7 +245,7 @@ def states_of_scan(scan: CollectedScan, seen_at: datetime) -> list[FindingState]
             resource_name=entry.resource.name if entry.resource else "",
             resource_type=entry.resource.type if entry.resource else "",
         )
-        for entry in compute_diff((), scan).entries
+        for entry in compute_diff((), as_complete).entries
     ]
 
 

@@ -369,3 +369,12 @@ def test_states_of_scan_diff_between_two_scans() -> None:
     diff = compute_diff(states_of_scan(earlier, seen_at), later)
 
     assert kinds_of(diff) == {"r1@1": GONE, "r1@2": UNCHANGED, "r1@3": NEW, "r2": ESCALATED}
+
+
+def test_states_of_scan_incomplete_scan_still_counts() -> None:
+    partial = scan(collected("r1", resources=[1]), complete=False)
+
+    states = states_of_scan(partial, FIRST_SEEN_AT)
+
+    assert [state.fingerprint.resource_urn for state in states] == ["do:droplet:1"]
+    assert states[0].status is OPEN
