@@ -35,7 +35,7 @@ def render_console(batch: AlertBatch, notifier_name: str) -> list[RenderedPart]:
 
 
 def console_lines(batch: AlertBatch, notifier_name: str) -> list[str]:
-    """The lines of the text message for `batch`."""
+    """Build the lines of the text message for `batch`."""
     lines = [f"[cspm-watch] {fit_plain(batch.target, 200)}: {headline(batch, notifier_name)}"]
     if batch.scan_id is not None:
         scan_id = fit_plain(batch.scan_id, 100)

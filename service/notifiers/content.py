@@ -1,4 +1,4 @@
-"""What the cycle hands to the notifiers: alert batches and their items.
+"""Alert batches and their items: the content that the cycle passes to the notifiers.
 
 An `AlertBatch` is everything one target's scan has to say to people, before any notifier
 filters or renders it. The cycle builds batches from the diff and the alert policy; the
@@ -19,7 +19,7 @@ from service.digitalocean.models import AffectedResource, MitigationStep, Severi
 
 
 class AlertReason(enum.Enum):
-    """Why an item is in a batch; it is shown to people and carried in the webhook payload."""
+    """Reason an item is in a batch, shown to people and carried in the webhook payload."""
 
     NEW = "new"
     REOPENED = "reopened"
@@ -48,7 +48,7 @@ SEVERITY_INDEPENDENT_KINDS = frozenset({BatchKind.TARGET_FAILING, BatchKind.TEST
 class AlertItem:
     """One alerted finding: a rule and the affected resources this alert is about.
 
-    `resources` holds every affected resource of the finding that this alert covers; renderers
+    `resources` contains every affected resource of the finding that this alert covers; renderers
     show the first few. `resource_count` is the finding's total as DigitalOcean reports it,
     which is larger than `len(resources)` when resources were not fetched.
     """
@@ -70,7 +70,7 @@ class AlertItem:
         return max(self.resource_count, len(self.resources))
 
     def identity(self) -> str:
-        """A string that identifies this item inside a batch, used in dedupe keys."""
+        """Build the string that identifies this item inside a batch, for dedupe keys."""
         urns = ",".join(sorted(resource.urn for resource in self.resources))
         return f"{self.reason.value}|{self.rule_uuid}|{self.severity.value}|{urns}"
 
@@ -89,9 +89,9 @@ class RuleCount:
 class AlertBatch:
     """Everything one target's scan has to say to people, before filtering and rendering.
 
-    `scan_created_at` is when the scan was created; for a batch without a scan
-    (`target_failing`, `test`) it is when the event happened, and it then takes the place of
-    the scan id in dedupe keys. `counts_by_severity` counts all open findings of the scan,
+    `scan_created_at` is when the scan was created. For a batch without a scan
+    (`target_failing`, `test`) it is when the event happened, and it then replaces the scan id
+    in dedupe keys. `counts_by_severity` counts all open findings of the scan,
     alerted or not.
     """
 

@@ -40,8 +40,8 @@ DEFAULT_MAX_ATTEMPTS = 8
 # With these, eight attempts span between about one and two hours before a delivery fails.
 DEFAULT_BASE_DELAY_S = 60.0
 DEFAULT_MAX_DELAY_S = 3600.0
-# A claim outlives the longest send (the Slack client's 30 s timeout) by far; a row claimed by
-# a process that died is sent again after this.
+# A claim lasts far longer than the longest send (the Slack client's 30 s timeout). A row
+# claimed by a process that died is sent again once its claim has expired.
 DEFAULT_CLAIM_TIMEOUT_S = 300.0
 # dispatch_pending waits inside one call for a delivery that becomes due this soon (a short
 # Retry-After), instead of leaving it to the next call.
@@ -57,7 +57,7 @@ def utc_now() -> datetime:
 
 @dataclass
 class DispatchReport:
-    """What one `dispatch_pending` call did."""
+    """Outcome counts of one `dispatch_pending` call."""
 
     sent: int = 0
     retried: int = 0
@@ -189,8 +189,8 @@ class Dispatcher:
         except NotifierError as error:
             await self._record_failure(channel, claim, error, report)
         except Exception as error:
-            # A notifier classifies every failure it knows; anything else is a bug or an
-            # unforeseen answer, retried within the attempt budget.
+            # A notifier classifies every failure it recognizes. Anything else is a bug or an
+            # unforeseen response, retried within the attempt budget.
             logger.exception("delivery_send_crashed", delivery_id=claim.id, notifier=claim.notifier)
             unexpected = NotifierError(
                 f"notifier {claim.notifier} failed unexpectedly ({type(error).__name__})",
@@ -348,7 +348,7 @@ async def list_deliveries(
 
 @dataclass(frozen=True)
 class RetryResult:
-    """What `retry_deliveries` did: ids moved back to pending, and requested ids left alone."""
+    """Outcome of `retry_deliveries`: ids moved back to pending, and requested ids left alone."""
 
     requeued: tuple[int, ...]
     not_failed: tuple[int, ...]
@@ -370,11 +370,11 @@ async def retry_deliveries(
     async with session_factory.begin() as session:
         requeued = await outbox.requeue_failed(session, delivery_ids, now=clock())
         statuses = await outbox.statuses_of(session, delivery_ids) if delivery_ids else {}
-    wanted = sorted(set(delivery_ids or ()))
+    requested_ids = sorted(set(delivery_ids or ()))
     result = RetryResult(
         requeued=tuple(requeued),
-        not_failed=tuple(i for i in wanted if i in statuses and i not in requeued),
-        not_found=tuple(i for i in wanted if i not in statuses),
+        not_failed=tuple(i for i in requested_ids if i in statuses and i not in requeued),
+        not_found=tuple(i for i in requested_ids if i not in statuses),
     )
     logger.info("deliveries_requeued", delivery_ids=list(result.requeued))
     return result

@@ -19,7 +19,7 @@ from service.notifiers.webhook import WebhookNotifier
 
 
 def build_notifiers(settings: Mapping[str, NotifierSettings]) -> dict[str, Notifier]:
-    """One notifier per configured name, with its secrets resolved."""
+    """Build one notifier per configured name, with its secrets resolved."""
     return {name: build_notifier(name, entry) for name, entry in settings.items()}
 
 

@@ -24,7 +24,7 @@ class LoopBoundSession:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def get(self) -> tuple[aiohttp.ClientSession, bool]:
-        """The session for the running loop, and whether it was opened by this call."""
+        """Return the session of the running loop, and whether this call opened it."""
         loop = asyncio.get_running_loop()
         if self._session is not None and not self._session.closed and self._loop is loop:
             return self._session, False

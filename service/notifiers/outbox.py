@@ -25,7 +25,7 @@ _CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
-    """A delivery this process holds until `claimed_until`; `attempts` counts this one."""
+    """A delivery this process owns until `claimed_until`; `attempts` includes this one."""
 
     id: int
     notifier: str
@@ -215,9 +215,9 @@ async def count_waiting_without_notifier(session: AsyncSession, notifiers: Seque
 async def _update_claimed(
     session: AsyncSession, claim: ClaimedDelivery, *, status: DeliveryStatus, **values: object
 ) -> bool:
-    # The claim holds only while the row is still `sending` with this attempt count; after
-    # the claim expired, another dispatcher may own it. The ORM objects of the session are not
-    # synchronized because the dispatcher holds none.
+    # The claim is valid only while the row is still `sending` with this attempt count. After
+    # the claim expired, another dispatcher may own it. The session's ORM objects are not
+    # synchronized because the dispatcher keeps none.
     result = await session.execute(
         update(DeliveryRecord)
         .where(

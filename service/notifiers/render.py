@@ -1,8 +1,8 @@
 """Turn an alert batch into the deliveries of one notifier.
 
-`render_deliveries` filters the batch by the notifier's `min_severity`, renders it in the
-notifier's format, and gives each message a dedupe key and a webhook id that depend only on
-what the message carries, so rendering the same batch twice gives the same keys.
+`render_deliveries` filters the batch by the notifier's `min_severity` and renders it in the
+notifier's format. Each message gets a dedupe key and a webhook id that depend only on what
+the message carries, so rendering the same batch twice gives the same keys.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def render_deliveries(
     """Render `batch` for one notifier as messages that each respect the receiver's limits.
 
     Returns no message when nothing in the batch reaches the notifier's `min_severity`.
-    `rendered_at` stands in for the event time of a webhook payload whose batch has no
+    `rendered_at` replaces the event time of a webhook payload whose batch has no
     `scan_created_at`.
     """
     filtered = filter_batch(batch, notifier.min_severity)
@@ -56,7 +56,7 @@ def render_parts(
 
 
 def filter_batch(batch: AlertBatch, min_severity: Severity) -> AlertBatch | None:
-    """The part of `batch` at or above `min_severity`, or None when nothing is left.
+    """Return the part of `batch` at or above `min_severity`, or None when nothing is left.
 
     Test and target-failing batches pass whole. A first-scan summary passes when the scan has
     an open finding at or above `min_severity`, with its top rules filtered the same way.
@@ -81,7 +81,7 @@ def filter_batch(batch: AlertBatch, min_severity: Severity) -> AlertBatch | None
 
 
 def dedupe_key_for(batch: AlertBatch, notifier_name: str, part: RenderedPart) -> str:
-    """A key that is the same whenever these items of this scan go to this notifier.
+    """Build a key that is the same whenever these items of this scan go to this notifier.
 
     A batch without a scan id is keyed by its `scan_created_at`, the time of the event.
     """
@@ -99,7 +99,7 @@ def dedupe_key_for(batch: AlertBatch, notifier_name: str, part: RenderedPart) ->
 
 
 def webhook_id_for(dedupe_key: str) -> str:
-    """The Standard Webhooks message id of a delivery: stable, and unique with its key."""
+    """Build the Standard Webhooks message id of a delivery: stable, and unique with its key."""
     digest = hashlib.sha256(f"webhook-id:{dedupe_key}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
 

@@ -44,7 +44,7 @@ def reason_phrase(item: AlertItem) -> str:
 
 
 def headline(batch: AlertBatch, notifier_name: str) -> str:
-    """The one-line title of a batch, without the target name and without escaping."""
+    """Build the one-line title of a batch, without the target name and without escaping."""
     count = len(batch.items)
     if batch.kind is BatchKind.FINDINGS:
         return f"{count} {_plural(count, 'finding')} need{'s' if count == 1 else ''} attention"

@@ -1,7 +1,7 @@
 """Retry decisions shared by every notifier and the dispatcher.
 
 Notifiers classify each failure at their HTTP boundary into a `NotifierError` that is either
-retryable (429, 5xx, timeouts, dropped connections) or final; the dispatcher turns retryable
+retryable (429, 5xx, timeouts, dropped connections) or final. The dispatcher turns retryable
 errors into a later attempt with `backoff_delay_s`. Nothing here sleeps: delays are stored as the
 delivery's `next_attempt_at`, so retries survive process restarts.
 """
@@ -17,7 +17,7 @@ import aiohttp
 
 from service.errors import NotifierError
 
-# A Retry-After beyond this is treated as this: a receiver that asks for a day of silence still
+# A longer Retry-After is capped at this, so a receiver that requests a day of silence still
 # gets a retry within the hour, and the attempt budget still bounds the total.
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -34,12 +34,12 @@ class MessageTooLongError(NotifierError):
 
 
 def retryable(reason: str, *, retry_after_s: float | None = None) -> NotifierError:
-    """An error after which another attempt can succeed."""
+    """Build an error after which another attempt can succeed."""
     return NotifierError(reason, retryable=True, retry_after_s=retry_after_s)
 
 
 def permanent(reason: str) -> NotifierError:
-    """An error after which every further attempt would fail the same way."""
+    """Build an error after which every further attempt would fail the same way."""
     return NotifierError(reason, retryable=False)
 
 
@@ -57,7 +57,7 @@ def error_for_status(status: int, retry_after: str | None, what: str) -> Notifie
 
 
 def error_for_transport(error: BaseException, what: str) -> NotifierError:
-    """Classify a failure to get any answer. The exception's text is left out on purpose,
+    """Classify a failure to get any response. The exception's text is left out on purpose,
     because aiohttp puts the request URL in some messages and a webhook URL is a secret."""
     if isinstance(error, asyncio.TimeoutError | TimeoutError):
         return retryable(f"{what} did not answer in time")
@@ -102,10 +102,10 @@ def backoff_delay_s(
 ) -> float:
     """Delay before the next attempt after `attempts` failed ones (1 for the first failure).
 
-    A receiver's Retry-After is used as it is, because the receiver knows when it will accept
-    again. Otherwise the delay is exponential with jitter: a random value between half and all
-    of `base_delay_s * 2**(attempts-1)`, capped at `max_delay_s`, so that deliveries that
-    failed together spread out.
+    A receiver's Retry-After is used as it is, because the receiver decides when it accepts
+    requests again. Otherwise the delay is exponential with jitter: a random value between
+    half and all of `base_delay_s * 2**(attempts-1)`, capped at `max_delay_s`, so that
+    deliveries that failed together spread out.
     """
     if retry_after_s is not None:
         return retry_after_s

@@ -2,8 +2,8 @@
 
 The signature is `v1,` followed by the base64 HMAC-SHA256 of `{webhook-id}.{timestamp}.{body}`,
 keyed with the base64-decoded part of a `whsec_...` secret. Each attempt is signed with a fresh
-timestamp, because receivers reject timestamps more than about five minutes old; the id and the
-body stay the same so receivers can drop a duplicate.
+timestamp, because receivers reject timestamps more than about five minutes old. The id and the
+body stay the same, so receivers can drop a duplicate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class WebhookSigner:
         self._key = decode_secret(secret)
 
     def headers(self, webhook_id: str, body: bytes, sent_at: datetime) -> dict[str, str]:
-        """The three Standard Webhooks headers for one attempt at `sent_at`."""
+        """Build the three Standard Webhooks headers for one attempt at `sent_at`."""
         timestamp = str(int(sent_at.timestamp()))
         return {
             "webhook-id": webhook_id,
@@ -39,7 +39,8 @@ class WebhookSigner:
 
 
 def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret; ValueError (without the secret) if invalid."""
+    """Decode the HMAC key of a `whsec_<base64>` secret; raise ValueError, without the secret,
+    if it is invalid."""
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(f"invalid webhook secret: expected the form {SECRET_PREFIX}<base64>")
     encoded = secret[len(SECRET_PREFIX) :]

@@ -22,12 +22,12 @@ from service.notifiers.retry import error_for_transport
 from service.notifiers.slack_errors import error_for_slack_answer
 
 DEFAULT_API_URL = "https://slack.com/api/"
-# chat.postMessage allows about one message a second per channel, with short bursts
-# (https://docs.slack.dev/reference/methods/chat.postMessage, "Rate limiting").
+# Slack allows posting about one message a second per channel, with short bursts
+# (https://docs.slack.dev/apis/web-api/rate-limits, "Posting messages").
 SLACK_MIN_INTERVAL_S = 1.0
 
-# slack-sdk logs request details at DEBUG when its logger's own level allows it; a logger set
-# to WARNING keeps that out of the service's logs whatever the root level is.
+# slack-sdk logs request details at DEBUG when its logger's own level allows it. A logger set
+# to WARNING keeps them out of the service's logs whatever the root level is.
 _sdk_logger = logging.getLogger(f"{__name__}.sdk")
 _sdk_logger.setLevel(logging.WARNING)
 

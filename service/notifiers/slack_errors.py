@@ -1,7 +1,7 @@
-"""Classification of Slack's answers into retryable, final and too-long errors.
+"""Classification of Slack's error responses into retryable, final and too-long errors.
 
 Slack reports failures as `{"ok": false, "error": "<code>"}`, with HTTP 200 for most codes,
-429 for rate limits and 5xx for its own faults; incoming webhooks answer with the code as a
+429 for rate limits and 5xx for its own faults; incoming webhooks return the code as a
 plain-text body instead. The codes come from https://docs.slack.dev/reference/methods/chat.postMessage
 and https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks.
 """

@@ -31,16 +31,16 @@ from service.notifiers.rendered import (
 )
 from service.notifiers.text import fit_mrkdwn, fit_plain, text_length
 
-# Slack's documented Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks and
-# the pages of the section and header blocks) are 50 blocks a message, 3,000 characters of
-# section text and 150 characters of header text. The renderer keeps a margin below each.
+# Slack documents 50 blocks a message (https://docs.slack.dev/reference/block-kit/blocks),
+# 3,000 characters of section text (.../blocks/section-block) and 150 characters of header
+# text (.../blocks/header-block). The renderer keeps a margin below each.
 MAX_BLOCKS = 40
 MAX_SECTION_TEXT = 2800
 MAX_HEADER_TEXT = 140
-# Slack answers `msg_blocks_too_long` once the text of all blocks together passes a limit that
-# it does not document. Reports put it between about 11,300 and 13,300 characters
-# (https://github.com/slackapi/bolt-js/issues/2509 and /issues/2867), so messages stay under
-# 8,000.
+# Slack rejects a message with `msg_blocks_too_long` once the text of all blocks together
+# passes a limit that it does not document. Reports put it between about 11,300 and 13,300
+# characters (https://github.com/slackapi/bolt-js/issues/2509 and /issues/2867), so messages
+# stay under 8,000.
 MAX_MESSAGE_TEXT = 8000
 # Slack cuts a top-level `text` past 40,000 characters and advises keeping it under 4,000.
 MAX_FALLBACK_TEXT = 1500

@@ -118,7 +118,7 @@ def _json_object(payload: str) -> dict[str, object]:
 
 
 def _error_code(body: str) -> str | None:
-    """Slack's error code from a webhook answer body (`channel_is_archived`), if it is one."""
+    """Slack's error code from a webhook response body (`channel_is_archived`), if it is one."""
     if body and len(body) <= 64 and body.replace("_", "").isalnum():
         return body
     return None

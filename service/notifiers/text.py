@@ -2,9 +2,9 @@
 
 Text from DigitalOcean or from users (rule names, details, resource names) goes through
 `clean_text` and then `escape_mrkdwn`, so that it can neither mention anyone, nor hide a link,
-nor reorder what a reader sees. Lengths are measured in UTF-16 code units, which is never less
-than the number of characters, so a limit that Slack counts in characters holds with room to
-spare for emoji and other characters outside the Basic Multilingual Plane.
+nor change the order in which it is displayed. Lengths are measured in UTF-16 code units,
+which are never fewer than the characters, so a limit that Slack counts in characters holds
+with room to spare for emoji and other characters outside the Basic Multilingual Plane.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 TRUNCATION_MARKER = "… (truncated)"
 
 # Slack gives `&`, `<` and `>` control meaning in mrkdwn (`<@U123>`, `<!channel>`,
-# `<https://example.com|label>`) and asks for these three entities in their place:
-# https://docs.slack.dev/messaging/formatting-message-text#escaping
+# `<https://example.com|label>`), and its formatting guide requires these three entities in
+# their place (https://api.slack.com/reference/surfaces/formatting#escaping).
 _MRKDWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MRKDWN_SPECIAL = re.compile("[&<>]")
 

@@ -2,7 +2,8 @@
 
 The body is the stored payload's UTF-8 bytes, identical on every attempt, and `webhook-id` is
 the delivery's stable id, so a receiver drops duplicates by id. Redirects are not followed:
-a POST that is redirected would lose its body or go to an address nobody configured.
+a redirected POST would lose its body or reach an address that
+is not configured.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from service.notifiers.http import LoopBoundSession
 from service.notifiers.retry import error_for_status, error_for_transport
 from service.notifiers.signing import WebhookSigner
 
-# Slack's pace does not apply to webhooks; receivers say when they need less with 429.
+# Slack's pace does not apply to webhooks. Receivers that need fewer requests return 429.
 WEBHOOK_MIN_INTERVAL_S = 0.0
 
 
@@ -82,7 +83,7 @@ class WebhookNotifier:
         return f"WebhookNotifier(name={self._name!r})"
 
     async def send(self, payload: str, *, webhook_id: str) -> None:
-        """POST `payload` signed for this attempt; any 2xx answer is success."""
+        """POST `payload` signed for this attempt; any 2xx response is success."""
         body = payload.encode("utf-8")
         headers = {"Content-Type": "application/json", **self._identity_headers(webhook_id, body)}
         session, _ = self._session.get()

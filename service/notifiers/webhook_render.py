@@ -1,7 +1,7 @@
 """The versioned JSON payload of the `webhook` notifier (schema: docs/webhook-payload.schema.json).
 
-Texts are sent as DigitalOcean returned them, unescaped: escaping is the receiver's business,
-because only the receiver knows where it shows them. A batch whose payload would pass
+Texts are sent as DigitalOcean returned them, unescaped, because only the receiver decides where it
+displays them and how to escape them there. A batch whose payload would pass
 `MAX_BODY_BYTES` is split into parts, each finding in exactly one part.
 """
 
@@ -27,8 +27,8 @@ EVENT_TYPE_PREFIX = "cspm_watch."
 # Parts stay well under the 1 MiB request-body limit that web servers commonly apply by default
 # (nginx's client_max_body_size is 1m).
 MAX_BODY_BYTES = 200_000
-# A finding can have thousands of affected resources; a payload carries the first ones and
-# `resource_count` tells how many there are.
+# A finding can have thousands of affected resources. A payload carries the first ones, and
+# `resource_count` is the total.
 MAX_RESOURCES_PER_FINDING = 500
 
 

@@ -14,7 +14,7 @@ from service.storage.tables import DeliveryRecord
 
 
 class FakeClock:
-    """A UTC clock that moves only when told; `sleep` moves it instead of waiting."""
+    """A UTC clock that moves only when advanced; `sleep` advances it instead of waiting."""
 
     def __init__(self, start: datetime):
         self.now = start

@@ -1,7 +1,7 @@
 """The dispatcher against the fake Slack server and the webhook receiver, on SQLite and PostgreSQL.
 
 The dispatcher's clock is a fake that the tests move, so backoff and Retry-After are checked
-without waiting; pacing is real time, and only its lower bound is asserted.
+without waiting. Pacing runs in real time, and only its lower bound is asserted.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ async def test_dispatch_of_hundred_findings_keeps_limits_and_pace(
     assert min(gaps) >= pace_s
 
 
-async def test_dispatch_while_slack_is_down_delivers_everything_once_when_back(
+async def test_slack_outage_delivers_each_once(
     database: TestDatabase,
     slack_server: SlackServer,
     clock: FakeClock,
@@ -172,7 +172,7 @@ async def test_dispatch_while_slack_is_down_delivers_everything_once_when_back(
     assert [row.attempts for row in rows] == [5, 1, 1, 1, 1]
 
 
-async def test_dispatch_webhook_500_then_200_resends_same_id_and_bytes(
+async def test_webhook_500_retry_keeps_id_and_bytes(
     database: TestDatabase,
     webhook_receiver: WebhookReceiver,
     clock: FakeClock,
@@ -308,7 +308,7 @@ async def test_dispatch_gives_up_after_max_attempts(
     assert webhook_receiver.state.request_count == 3
 
 
-async def test_failed_delivery_is_listed_and_sent_again_after_retry(
+async def test_failed_delivery_listed_and_retried(
     database: TestDatabase,
     slack_server: SlackServer,
     clock: FakeClock,
@@ -335,7 +335,7 @@ async def test_failed_delivery_is_listed_and_sent_again_after_retry(
     assert len(slack_server.state.accepted) == 1
 
 
-async def test_dispatch_splits_a_message_slack_rejects_as_too_long(
+async def test_too_long_message_split_and_sent(
     database: TestDatabase,
     slack_server: SlackServer,
     clock: FakeClock,
@@ -358,7 +358,7 @@ async def test_dispatch_splits_a_message_slack_rejects_as_too_long(
     assert len({row.dedupe_key for row in rows}) == len(rows)
 
 
-async def test_dispatch_one_finding_too_long_for_slack_fails_clearly(
+async def test_unsplittable_message_fails_clearly(
     database: TestDatabase,
     slack_server: SlackServer,
     clock: FakeClock,

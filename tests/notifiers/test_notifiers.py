@@ -1,4 +1,4 @@
-"""Notifiers built from the configuration, their answers classified, and retry delays."""
+"""Notifiers built from the configuration, classification of their responses, retry delays."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_target_failing_and_test_batches_ignore_min_severity() -> None:
         assert len(messages) == 1
 
 
-def test_first_scan_summary_needs_an_open_finding_at_min_severity() -> None:
+def test_summary_needs_finding_at_min_severity() -> None:
     summary = AlertBatch(
         kind=BatchKind.FIRST_SCAN_SUMMARY,
         target="production",

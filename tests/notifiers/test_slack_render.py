@@ -161,7 +161,7 @@ def test_long_details_are_cut_at_a_word_boundary() -> None:
     assert kept_words == [f"word{n:04d}" for n in range(len(kept_words))]
 
 
-def test_hundred_findings_split_with_each_finding_in_one_message() -> None:
+def test_hundred_findings_each_in_one_message() -> None:
     alerts = [item(number, details="detail " * 80) for number in range(100)]
 
     parts = render_slack(batch(alerts), "security")
@@ -178,7 +178,7 @@ def test_hundred_findings_split_with_each_finding_in_one_message() -> None:
         assert f"({part.index}/{len(parts)})" in body["blocks"][0]["text"]["text"]
 
 
-def test_many_small_findings_are_bounded_by_the_block_limit() -> None:
+def test_many_findings_respect_block_limit() -> None:
     alerts = [item(number, details="", resource_names=[]) for number in range(60)]
 
     parts = render_slack(batch(alerts), "security")
@@ -188,7 +188,7 @@ def test_many_small_findings_are_bounded_by_the_block_limit() -> None:
     assert sum(len(part.items) for part in parts) == 60
 
 
-def test_split_payload_halves_the_findings_and_keeps_head_and_foot() -> None:
+def test_split_payload_halves_findings() -> None:
     alerts = [item(number) for number in range(4)]
     (part,) = render_slack(batch(alerts), "security")
 
@@ -220,7 +220,7 @@ def test_split_payload_of_one_finding_is_none() -> None:
     assert split_slack_payload(part.payload) is None
 
 
-def test_first_scan_summary_lists_top_rules_in_one_message() -> None:
+def test_first_scan_summary_lists_top_rules() -> None:
     rules = tuple(
         RuleCount(rule_uuid=f"r{n}", rule_name=f"Top rule {n}", severity=Severity.HIGH, count=n)
         for n in range(15)

@@ -72,6 +72,6 @@ def test_fit_plain_does_not_escape() -> None:
     assert fit_plain("a & b", 20) == "a & b"
 
 
-def test_fit_with_no_room_for_the_marker_is_an_error() -> None:
+def test_fit_without_marker_room_raises() -> None:
     with pytest.raises(ValueError, match="no room for the truncation marker"):
         fit_mrkdwn("x" * 100, 5)

@@ -112,7 +112,7 @@ def test_payload_keeps_hostile_text_unescaped() -> None:
     assert payload["data"]["target"] == HOSTILE_SHORT
 
 
-def test_large_batch_splits_by_size_with_each_finding_once(
+def test_large_batch_splits_by_size(
     validator: Draft202012Validator,
 ) -> None:
     many_resources = [f"resource-{n:04d}-{'x' * 40}" for n in range(700)]

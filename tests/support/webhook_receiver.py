@@ -2,9 +2,9 @@
 
 Every request is checked with the `standardwebhooks` package, the reference implementation a
 receiver would use. Accepted messages are counted by `webhook-id`, with their exact body bytes.
-Scripted statuses (500, 429 with Retry-After, 410) are answered first, in order; with `hold`
-set, the receiver records a message, sets `message_arrived` and then never answers, so a test
-can kill the sender between sending and recording.
+Scripted statuses (500, 429 with Retry-After, 410) are returned first, in order. With `hold`
+set, the receiver records a message, sets `message_arrived` and never responds, so a test can
+kill the sender between sending and recording.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ScriptedAnswer:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One request as it arrived, whatever the answer."""
+    """One request as it arrived, whatever the response."""
 
     webhook_id: str
     timestamp: str
