@@ -743,5 +743,31 @@ def deliveries_retry(
     _run_command(ctx, lambda settings: retry_outbox(settings, ids, send=not no_send, output=output))
 
 
+@cli.group()
+def notify() -> None:
+    """Check the configured notifiers."""
+
+
+@notify.command("test")
+@click.option(
+    "--notifier",
+    "notifier_names",
+    multiple=True,
+    metavar="NAME",
+    help="Send only through this notifier (repeatable); every configured notifier when omitted.",
+)
+@click.pass_context
+def notify_test(ctx: click.Context, notifier_names: tuple[str, ...]) -> None:
+    """Send a clearly labelled test message through each notifier at once, bypassing the
+    outbox, and print whether each was sent.
+
+    Exit codes: 0 every message was sent; 1 at least one failed; 2 invalid configuration or
+    an unknown notifier name.
+    """
+    from service.notifiers.checks import notify_test_command
+
+    _run_command(ctx, lambda settings: notify_test_command(settings, notifier_names))
+
+
 def main() -> None:
     cli()

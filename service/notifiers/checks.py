@@ -7,16 +7,24 @@ the notifier works, and a failure is reported to them instead of retried.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import click
+
+from service.config import Settings
 from service.errors import NotifierError
 from service.notifiers.base import Notifier
 from service.notifiers.content import AlertBatch, BatchKind
+from service.notifiers.factory import build_notifiers
 from service.notifiers.render import render_deliveries
 
 TEST_TARGET = "cspm-watch"
+
+EXIT_ALL_SENT = 0
+EXIT_SOME_FAILED = 1
+EXIT_UNKNOWN_NOTIFIER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +64,24 @@ async def _send_one(name: str, notifier: Notifier, sent_at: datetime) -> TestMes
         kind = "retryable" if error.retryable else "final"
         return TestMessageResult(notifier=name, error=f"{error} ({kind})")
     return TestMessageResult(notifier=name, error=None)
+
+
+async def notify_test_command(settings: Settings, notifier_names: Sequence[str]) -> int:
+    """Send test messages through the named notifiers (every one when none is named), print
+    one line per notifier, and return the exit code of `cspm-watch notify test`."""
+    configured = settings.notifiers
+    unknown = [name for name in notifier_names if name not in configured]
+    if unknown:
+        known = ", ".join(sorted(configured)) or "none is configured"
+        click.echo(
+            f"error: unknown notifier {unknown[0]!r}; configured notifiers: {known}", err=True
+        )
+        return EXIT_UNKNOWN_NOTIFIER
+    chosen = {name: configured[name] for name in (notifier_names or sorted(configured))}
+    results = await send_test_messages(build_notifiers(chosen))
+    for result in results:
+        outcome = "sent" if result.error is None else f"failed: {result.error}"
+        click.echo(f"{result.notifier}: {outcome}")
+    if any(result.error is not None for result in results):
+        return EXIT_SOME_FAILED
+    return EXIT_ALL_SENT
