@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from rich.console import Console
 from rich.status import Status
+from rich.text import Text
 
 from service.commands.common import open_client, open_database, pick_target, warn_incomplete
 from service.commands.output import (
@@ -266,7 +267,7 @@ class _ScanProgress:
         console = Console(stderr=True, highlight=False)
         self._spinner: Status | None = None
         if console.is_terminal:
-            self._spinner = console.status(self._describe(self._last_status))
+            self._spinner = console.status(Text(self._describe(self._last_status)))
 
     def __enter__(self) -> Self:
         if self._spinner is not None:
@@ -288,14 +289,15 @@ class _ScanProgress:
         self._polls += 1
         status = status_of(scan)
         if self._spinner is not None:
-            self._spinner.update(self._describe(status))
+            self._spinner.update(Text(self._describe(status)))
         elif status != self._last_status:
             print_note(self._describe(status))
         self._last_status = status
 
     def _describe(self, status: str) -> str:
         waited_s = time.monotonic() - self._started_s
-        return f"Scan {self._scan_id}: {status} after {waited_s:.0f} s, {self._polls} polls"
+        polls = "1 poll" if self._polls == 1 else f"{self._polls} polls"
+        return f"Scan {self._scan_id}: {status} after {waited_s:.0f} s ({polls})"
 
 
 # JSON shapes
