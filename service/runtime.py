@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service import __version__
+from service import __version__, metrics
 from service.alerting import Mute
 from service.config import Settings, TargetSettings
 from service.digitalocean.client import SecurityClient
@@ -87,6 +87,7 @@ class Runtime:
     async def run_target(self, target: TargetSettings) -> CycleResult:
         result = await run_cycle(target, self.environment(target))
         self.results.append(result)
+        metrics.record_cycle(result, ended_at_s=utc_now().timestamp())
         return result
 
     async def run_target_and_dispatch(self, target: TargetSettings) -> CycleResult:
@@ -163,7 +164,11 @@ async def open_runtime(
 
 
 def _client_for(settings: Settings, target: TargetSettings) -> SecurityClient:
-    return SecurityClient(target.token, api_url=str(target.api_url or settings.api_url))
+    return SecurityClient(
+        target.token,
+        api_url=str(target.api_url or settings.api_url),
+        on_response=metrics.api_response_recorder(target.name),
+    )
 
 
 def select_targets(settings: Settings, names: Sequence[str]) -> list[TargetSettings]:
@@ -195,7 +200,10 @@ async def run_once(settings: Settings, target_names: Sequence[str] = ()) -> int:
 async def run_daemon(settings: Settings, *, stop: asyncio.Event) -> int:
     """Run the scheduler until `stop` is set, then shut down cleanly."""
     from service.scheduler import build_scheduler
+    from service.web import WebState, serve_web
 
+    started_at = utc_now()
+    metrics.initialize_target_series(target.name for target in settings.targets)
     log.info(
         "daemon_started",
         version=__version__,
@@ -211,8 +219,16 @@ async def run_daemon(settings: Settings, *, stop: asyncio.Event) -> int:
             prune=runtime.prune,
         )
         scheduler.start()
+        web_state = WebState(
+            settings=settings,
+            engine=runtime.engine,
+            sessions=runtime.sessions,
+            scheduler=scheduler,
+            started_at=started_at,
+        )
         try:
-            await stop.wait()
+            async with serve_web(web_state, settings.listen_host, settings.listen_port):
+                await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
             await _cancel(runtime.running)
