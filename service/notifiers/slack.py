@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from service.digitalocean.models import Severity
+from service.errors import NotifierError
 from service.logging import register_secret
 from service.notifiers.base import PayloadFormat
 from service.notifiers.http import LoopBoundSession
@@ -110,13 +111,26 @@ class SlackNotifier:
             )
         return self._client
 
-    def _classify(self, error: SlackApiError) -> Exception:
+    def _classify(self, error: SlackApiError) -> NotifierError:
         response = error.response
         data = response.data if isinstance(response.data, dict) else {}
         code = data.get("error")
-        return error_for_slack_answer(
+        classified = error_for_slack_answer(
             status=response.status_code,
             code=code if isinstance(code, str) else None,
             retry_after=response.headers.get("Retry-After") if response.headers else None,
             what=f"notifier {self._name}",
         )
+        detail = _first_metadata_message(data)
+        if detail and not classified.retryable:
+            # For invalid_blocks, Slack names the block and the limit it broke here.
+            classified.args = (f"{classified.args[0]}: {detail}",)
+        return classified
+
+
+def _first_metadata_message(data: dict[str, Any]) -> str | None:
+    metadata = data.get("response_metadata")
+    messages = metadata.get("messages") if isinstance(metadata, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return None
+    return str(messages[0])[:300]

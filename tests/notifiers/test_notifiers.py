@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,22 @@ async def test_slack_notifier_reports_too_long_for_splitting(slack_server: Slack
     with pytest.raises(MessageTooLongError):
         await notifier.send(_payload_for(notifier), webhook_id="msg_1")
     await notifier.aclose()
+
+
+async def test_slack_invalid_blocks_error_names_the_limit(slack_server: SlackServer) -> None:
+    notifier = SlackNotifier(
+        "security", token=SLACK_TOKEN, channel="#security", api_url=slack_server.api_url
+    )
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}
+    payload = json.dumps({"text": "fallback", "blocks": [section]})
+
+    with pytest.raises(NotifierError) as raised:
+        await notifier.send(payload, webhook_id="msg_1")
+    await notifier.aclose()
+
+    assert raised.value.retryable is False
+    assert "invalid_blocks" in str(raised.value)
+    assert "must be less than 3001 characters [json-pointer:/blocks/0]" in str(raised.value)
 
 
 async def test_slack_webhook_notifier_classifies_gone_as_final(slack_server: SlackServer) -> None:

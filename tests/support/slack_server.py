@@ -127,10 +127,14 @@ def _post_message_handler(state: SlackServerState) -> Any:
             return _api_error("invalid_auth")
         body = await _read_body(request)
         channel = str(body.get("channel", ""))
-        error = _channel_error(state, channel) or _message_error(body, state.blocks_text_limit)
-        if error is not None:
-            state.rejected.append((error, body))
-            return _api_error(error)
+        channel_error = _channel_error(state, channel)
+        if channel_error is not None:
+            state.rejected.append((channel_error, body))
+            return _api_error(channel_error)
+        problem = _message_problem(body, state.blocks_text_limit)
+        if problem is not None:
+            state.rejected.append((problem[0], body))
+            return _api_error(*problem)
         _accept(state, channel, body)
         return web.json_response({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
 
@@ -205,38 +209,56 @@ def _channel_error(state: SlackServerState, channel: str) -> str | None:
 
 
 def _message_error(body: dict[str, Any], blocks_text_limit: int) -> str | None:
+    problem = _message_problem(body, blocks_text_limit)
+    return problem[0] if problem else None
+
+
+def _message_problem(body: dict[str, Any], blocks_text_limit: int) -> tuple[str, str] | None:
+    """The error code and Slack-style detail of what breaks a limit, or None."""
     blocks = body.get("blocks")
     text = body.get("text")
     if not blocks and not text:
-        return "no_text"
+        return ("no_text", "")
     if blocks is None:
         return None
     if not isinstance(blocks, list) or len(blocks) > SLACK_MAX_BLOCKS:
-        return "invalid_blocks"
-    if any(_block_problem(block) for block in blocks) or _duplicate_block_ids(blocks):
-        return "invalid_blocks"
+        return ("invalid_blocks", "[ERROR] no more than 50 items allowed [json-pointer:/blocks]")
+    for index, block in enumerate(blocks):
+        problem = _block_problem(block)
+        if problem:
+            return ("invalid_blocks", f"[ERROR] {problem} [json-pointer:/blocks/{index}]")
+    if _duplicate_block_ids(blocks):
+        return ("invalid_blocks", "[ERROR] block_id must be unique [json-pointer:/blocks]")
     if sum(_texts_length(block) for block in blocks) > blocks_text_limit:
-        return "msg_blocks_too_long"
+        return ("msg_blocks_too_long", "")
     return None
 
 
-def _block_problem(block: Any) -> bool:
+def _block_problem(block: Any) -> str | None:
     if not isinstance(block, dict):
-        return True
+        return "must be an object"
     if len(str(block.get("block_id", ""))) > SLACK_MAX_BLOCK_ID:
-        return True
+        return f"block_id must be less than {SLACK_MAX_BLOCK_ID + 1} characters"
     kind = block.get("type")
     text = block.get("text") or {}
     if kind == "header":
-        return text.get("type") != "plain_text" or len(text.get("text", "")) > SLACK_MAX_HEADER_TEXT
+        if text.get("type") != "plain_text":
+            return "header text must be plain_text"
+        if len(text.get("text", "")) > SLACK_MAX_HEADER_TEXT:
+            return f"must be less than {SLACK_MAX_HEADER_TEXT + 1} characters"
+        return None
     if kind == "section":
-        return len(text.get("text", "")) > SLACK_MAX_SECTION_TEXT
+        if len(text.get("text", "")) > SLACK_MAX_SECTION_TEXT:
+            return f"must be less than {SLACK_MAX_SECTION_TEXT + 1} characters"
+        return None
     if kind == "context":
         elements = block.get("elements") or []
-        return len(elements) > SLACK_MAX_CONTEXT_ELEMENTS or any(
-            len(element.get("text", "")) > SLACK_MAX_SECTION_TEXT for element in elements
-        )
-    return kind != "divider"
+        if len(elements) > SLACK_MAX_CONTEXT_ELEMENTS:
+            return f"no more than {SLACK_MAX_CONTEXT_ELEMENTS} items allowed"
+        if any(len(element.get("text", "")) > SLACK_MAX_SECTION_TEXT for element in elements):
+            return f"must be less than {SLACK_MAX_SECTION_TEXT + 1} characters"
+        return None
+    return None if kind == "divider" else f"unsupported block type {kind!r}"
 
 
 def _duplicate_block_ids(blocks: list[Any]) -> bool:
@@ -261,6 +283,10 @@ def _accept(state: SlackServerState, channel: str, body: dict[str, Any]) -> None
     state.message_arrived.set()
 
 
-def _api_error(error: str) -> web.Response:
-    # Slack answers most method errors with HTTP 200 and ok: false.
-    return web.json_response({"ok": False, "error": error})
+def _api_error(error: str, detail: str = "") -> web.Response:
+    # Slack answers most method errors with HTTP 200 and ok: false; for invalid_blocks it
+    # names the broken limit in response_metadata.
+    body: dict[str, Any] = {"ok": False, "error": error}
+    if detail:
+        body["response_metadata"] = {"messages": [detail]}
+    return web.json_response(body)
