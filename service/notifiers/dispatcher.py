@@ -111,6 +111,12 @@ class Dispatcher:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._channels = _channels_of(self._notifiers)
+        # Per channel: when the last message left (monotonic seconds), and a lock, so that
+        # overlapping dispatch_pending calls (the dispatch job and a cycle's own dispatch)
+        # drain a channel one at a time and keep its pace between calls.
+        self._last_sent_at: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks_loop: asyncio.AbstractEventLoop | None = None
 
     async def dispatch_pending(self) -> DispatchReport:
         """Send every delivery that is due now, channel by channel, and report what happened."""
@@ -135,16 +141,23 @@ class Dispatcher:
     async def _drain(self, channel: _Channel) -> DispatchReport:
         """Send the channel's due deliveries one at a time until none is due soon."""
         report = DispatchReport()
-        last_sent_at: float | None = None
-        while True:
-            claim = await self._claim(channel)
-            if claim is None:
-                if not await self._wait_for_next_due(channel):
-                    return report
-                continue
-            await self._keep_pace(channel, last_sent_at)
-            await self._attempt(channel, claim, report)
-            last_sent_at = time.monotonic()
+        async with self._lock_for(channel):
+            while True:
+                claim = await self._claim(channel)
+                if claim is None:
+                    if not await self._wait_for_next_due(channel):
+                        return report
+                    continue
+                await self._keep_pace(channel, self._last_sent_at.get(channel.key))
+                await self._attempt(channel, claim, report)
+                self._last_sent_at[channel.key] = time.monotonic()
+
+    def _lock_for(self, channel: _Channel) -> asyncio.Lock:
+        # A lock belongs to one event loop, and the CLI may run several loops in turn.
+        loop = asyncio.get_running_loop()
+        if self._locks_loop is not loop:
+            self._locks, self._locks_loop = {}, loop
+        return self._locks.setdefault(channel.key, asyncio.Lock())
 
     async def _claim(self, channel: _Channel) -> ClaimedDelivery | None:
         async with self._sessions.begin() as session:

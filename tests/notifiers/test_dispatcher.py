@@ -145,6 +145,28 @@ async def test_dispatch_of_hundred_findings_keeps_limits_and_pace(
     assert min(gaps) >= pace_s
 
 
+async def test_overlapping_dispatches_keep_the_pace(
+    database: TestDatabase,
+    slack_server: SlackServer,
+    clock: FakeClock,
+    slack_notifier: Callable[..., SlackNotifier],
+) -> None:
+    pace_s = 0.2
+    notifier = slack_notifier(min_interval_s=pace_s)
+    await enqueue_one_batch_per_scan(database, notifier, clock, 6)
+    sender = dispatcher(database, [notifier], clock)
+
+    reports = await asyncio.gather(sender.dispatch_pending(), sender.dispatch_pending())
+    await enqueue_batch(database, batch([item(99)], scan_id="scan-late"), notifier, clock)
+    last = await sender.dispatch_pending()
+
+    accepted = slack_server.state.accepted
+    gaps = [later.received_at - earlier.received_at for earlier, later in pairwise(accepted)]
+    assert sum(report.sent for report in reports) + last.sent == 7
+    assert len(accepted) == 7
+    assert min(gaps) >= pace_s
+
+
 async def test_slack_outage_delivers_each_once(
     database: TestDatabase,
     slack_server: SlackServer,

@@ -1,6 +1,6 @@
 """A small Slack Web API and incoming-webhook server for tests (aiohttp on 127.0.0.1).
 
-It answers `chat.postMessage` as Slack documents it: the bearer token and the channel are
+It handles `chat.postMessage` as Slack documents it: the bearer token and the channel are
 checked, Block Kit limits are enforced (50 blocks, 3,000 characters of section text, 150 of
 header text, unique block ids), the total text of the blocks is held under a configurable
 limit that stands for Slack's undocumented `msg_blocks_too_long` threshold, and errors come
@@ -35,7 +35,7 @@ DEFAULT_BLOCKS_TEXT_LIMIT = 11_300
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted answer that replaces normal handling of the next request."""
+    """One scripted response that replaces normal handling of the next request."""
 
     status: int = 200
     error: str | None = None
@@ -284,7 +284,7 @@ def _accept(state: SlackServerState, channel: str, body: dict[str, Any]) -> None
 
 
 def _api_error(error: str, detail: str = "") -> web.Response:
-    # Slack answers most method errors with HTTP 200 and ok: false; for invalid_blocks it
+    # Slack returns most method errors with HTTP 200 and ok: false. For invalid_blocks it
     # names the broken limit in response_metadata.
     body: dict[str, Any] = {"ok": False, "error": error}
     if detail:
