@@ -681,7 +681,7 @@ class SlackWebhookNotifierSettings(_Section):
 class WebhookNotifierSettings(_Section):
     """A notifier that POSTs JSON to a URL, signed as Standard Webhooks describe.
 
-    Requests go unsigned when neither secret_env nor secret_file is set.
+    A signing secret is required, so that receivers can reject forged alerts.
     """
 
     type: Literal["webhook"] = "webhook"
@@ -694,7 +694,7 @@ class WebhookNotifierSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _check_exclusive(cls, data: Any) -> Any:
-        return _require_one_of(data, "secret_env", "secret_file", required=False)
+        return _require_one_of(data, "secret_env", "secret_file")
 
     @field_validator("secret_env", "secret_file")
     @classmethod
@@ -702,10 +702,9 @@ class WebhookNotifierSettings(_Section):
         return None if value is None else _check_webhook_secret(value)
 
     @property
-    def secret(self) -> SecretStr | None:
-        """The whsec_ signing secret, or None to send unsigned requests."""
-        source = self.secret_env or self.secret_file
-        return None if source is None else source.value
+    def secret(self) -> SecretStr:
+        """The whsec_ signing secret."""
+        return _first_secret(self.secret_env, self.secret_file)
 
 
 class ConsoleNotifierSettings(_Section):
@@ -1145,9 +1144,16 @@ def _data_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 "channel to post to, such as #security"
             )
     if environ.get("CSPM_WATCH_WEBHOOK_URL"):
-        notifiers["webhook"] = {"type": "webhook", "url": environ["CSPM_WATCH_WEBHOOK_URL"]}
-        if environ.get("CSPM_WATCH_WEBHOOK_SECRET"):
-            notifiers["webhook"]["secret_env"] = "CSPM_WATCH_WEBHOOK_SECRET"  # noqa: S105 - a name
+        notifiers["webhook"] = {
+            "type": "webhook",
+            "url": environ["CSPM_WATCH_WEBHOOK_URL"],
+            "secret_env": "CSPM_WATCH_WEBHOOK_SECRET",
+        }
+        if not environ.get("CSPM_WATCH_WEBHOOK_SECRET"):
+            problems.append(
+                "CSPM_WATCH_WEBHOOK_URL is set but CSPM_WATCH_WEBHOOK_SECRET is not: set it to "
+                "the receiver's signing secret, whsec_ followed by base64 of 24 to 64 bytes"
+            )
     elif environ.get("CSPM_WATCH_WEBHOOK_SECRET"):
         problems.append(
             "CSPM_WATCH_WEBHOOK_SECRET is set but CSPM_WATCH_WEBHOOK_URL is not: set the URL "

@@ -449,15 +449,16 @@ ERROR_CASES = {
     ),
     "bad webhook URL": (
         "targets: [{name: a, token_env: DO_TOKEN}]\n"
-        "notifiers: {soc: {type: webhook, url: 'ftp://soc.example.com/hook'}}",
-        {},
+        "notifiers: {soc: {type: webhook, url: 'ftp://soc.example.com/hook', secret_env: HOOK}}",
+        {"HOOK": "whsec_" + "A" * 32},
         "notifiers.soc.url",
         "is not an http(s) URL",
     ),
     "secret in webhook URL": (
         "targets: [{name: a, token_env: DO_TOKEN}]\n"
-        "notifiers: {soc: {type: webhook, url: 'gopher://user:SECRET@soc.example.com/?k=SECRET'}}",
-        {},
+        "notifiers: {soc: {type: webhook, url: 'gopher://user:SECRET@soc.example.com/?k=SECRET', "
+        "secret_env: HOOK}}",
+        {"HOOK": "whsec_" + "A" * 32},
         "notifiers.soc.url",
         "@soc.example.com/?k=****' is not an http(s) URL",
     ),
@@ -600,12 +601,12 @@ def test_load_settings_error_lists_every_problem(write_config: WriteConfig) -> N
             token_env: DO_TOKEN
             poll: {initial_interval_s: 120}
         notifiers:
-          soc: {type: webhook}
+          soc: {type: webhook, secret_env: HOOK}
         """
     )
 
     with pytest.raises(ConfigError) as raised:
-        load_settings(path, {"DO_TOKEN": fresh_secret()})
+        load_settings(path, {"DO_TOKEN": fresh_secret(), "HOOK": fresh_webhook_secret()})
 
     message = str(raised.value)
     assert message.startswith(f"invalid configuration (configuration file {path}), 5 problems:")
@@ -614,6 +615,20 @@ def test_load_settings_error_lists_every_problem(write_config: WriteConfig) -> N
     assert "  - targets[0].schedule.cron:" in message
     assert "  - targets[1].poll: initial_interval_s (120) is above max_interval_s (60)" in message
     assert "  - notifiers.soc.url: Field required; add this key" in message
+
+
+def test_load_settings_webhook_without_secret(write_config: WriteConfig) -> None:
+    path = write_config(
+        """
+        targets: [{name: a, token_env: DO_TOKEN}]
+        notifiers: {soc: {type: webhook, url: "https://soc.example.com/hook"}}
+        """
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, {"DO_TOKEN": fresh_secret()})
+
+    assert "  - notifiers.soc: set one of secret_env or secret_file" in str(raised.value)
 
 
 def test_load_settings_missing_file(tmp_path: Path) -> None:
@@ -691,12 +706,15 @@ def test_masked_dict_hides_secrets(write_config: WriteConfig) -> None:
         targets:
           - {{name: a, token_env: DO_TOKEN}}
         notifiers:
-          soc: {{type: webhook, url: "https://soc.example.com/hook?key={query_secret}"}}
+          soc:
+            type: webhook
+            url: "https://soc.example.com/hook?key={query_secret}"
+            secret_env: HOOK
         """
     )
     token = fresh_secret()
 
-    data = load_settings(path, {"DO_TOKEN": token}).masked_dict()
+    data = load_settings(path, {"DO_TOKEN": token, "HOOK": fresh_webhook_secret()}).masked_dict()
 
     text = json.dumps(data)
     assert data["database_url"] == "postgresql+psycopg://watch:****@db/watch"

@@ -149,7 +149,7 @@ class Dispatcher:
                         return report
                     continue
                 await self._keep_pace(channel, self._last_sent_at.get(channel.key))
-                await self._attempt(channel, claim, report)
+                await self._attempt_to_the_end(channel, claim, report)
                 self._last_sent_at[channel.key] = time.monotonic()
 
     def _lock_for(self, channel: _Channel) -> asyncio.Lock:
@@ -190,6 +190,22 @@ class Dispatcher:
         remaining_s = channel.min_interval_s - (time.monotonic() - last_sent_at)
         if remaining_s > 0:
             await asyncio.sleep(remaining_s)
+
+    async def _attempt_to_the_end(
+        self, channel: _Channel, claim: ClaimedDelivery, report: DispatchReport
+    ) -> None:
+        """Send and record one delivery, finishing both even if the dispatch is cancelled.
+
+        A shutdown signal cancels the dispatch, and cancelling a send half-way would leave
+        the receiver unsure whether the message arrived. The notifier's own timeout bounds
+        how long the shutdown waits here.
+        """
+        attempt = asyncio.ensure_future(self._attempt(channel, claim, report))
+        try:
+            await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            await attempt
+            raise
 
     async def _attempt(
         self, channel: _Channel, claim: ClaimedDelivery, report: DispatchReport

@@ -41,7 +41,7 @@ def build_notifier(name: str, settings: NotifierSettings) -> Notifier:
         return WebhookNotifier(
             name,
             url=str(settings.url),
-            secret=secret.get_secret_value() if secret is not None else None,
+            secret=secret.get_secret_value(),
             min_severity=settings.min_severity,
             timeout_s=settings.timeout_s,
         )
