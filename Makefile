@@ -19,6 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests benchmarks migrations
 	$(BIN)/ruff format --check service tests benchmarks migrations
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

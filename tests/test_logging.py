@@ -71,7 +71,7 @@ def _parse_lines(output: str) -> list[dict[str, Any]]:
     return events
 
 
-async def test_cycle_failures_log_single_json_lines_without_secrets(
+async def test_cycle_failures_log_clean_json_lines(
     tmp_path: Path, make_simulator: SimulatorFactory, log_buffer: io.StringIO
 ) -> None:
     simulator = await make_simulator()
@@ -254,7 +254,7 @@ def test_redact_text_removes_credential_patterns(text: str, kept: str) -> None:
     redacted = redact_text(text)
 
     assert REDACTED in redacted
-    assert redacted.startswith(kept) or kept in redacted
+    assert kept in redacted
     assert redacted != text
 
 
