@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
 from service.config import Settings, load_settings
 from service.runtime import EXIT_SIGTERM
@@ -38,6 +39,7 @@ from service.web import (
     stale_after,
 )
 from tests.scanning.support import scenario, wait_until
+from tests.storage.conftest import _postgres_schema, postgres_url_or_skip
 from tests.support.simulators import SimulatorFactory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +136,48 @@ async def run_daemon_process(config_path: Path, token: str) -> AsyncIterator[Dae
             await reader
 
 
+class TcpProxy:
+    """A TCP forwarder from a free port on 127.0.0.1 to one address, which `cut` takes down.
+
+    Cutting closes the listening socket and aborts every connection, as a database host that
+    drops off the network would look to the daemon, without stopping the database itself.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer),
+            self._pipe(upstream_reader, writer),
+            return_exceptions=True,
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+
 async def _get(url: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.text()
@@ -223,6 +267,37 @@ async def test_daemon_readyz_turns_false_when_database_is_gone(
     lost = [event for event in daemon.events() if event["event"] == "readiness_lost"]
     assert len(lost) == 1
     assert "database" in lost[0]["failures"]
+
+
+@pytest.mark.postgres
+async def test_daemon_readyz_turns_false_when_postgresql_unreachable(
+    tmp_path: Path, make_simulator: SimulatorFactory
+) -> None:
+    simulator = await make_simulator(scenario(ONE_FINDING))
+    async for database_url in _postgres_schema(postgres_url_or_skip()):
+        url = make_url(database_url)
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+        proxy_port = await proxy.start()
+        proxied_url = url.set(host="127.0.0.1", port=proxy_port)
+        config = write_daemon_config(
+            tmp_path,
+            api_url=simulator.url,
+            database_url=proxied_url.render_as_string(hide_password=False),
+            interval_s=3600,
+        )
+        async with run_daemon_process(config, simulator.token) as daemon:
+            ready_status, ready_body = await _get(daemon.url("/readyz"))
+            await proxy.cut()
+            gone_status, gone_body = await _get(daemon.url("/readyz"))
+            live_status, _ = await _get(daemon.url("/healthz"))
+
+        assert ready_status == 200, ready_body
+        assert gone_status == 503
+        gone = json.loads(gone_body)
+        assert gone["checks"]["database"]["ok"] is False
+        assert gone["checks"]["database"]["detail"]
+        assert gone["checks"]["targets"]["ok"] is False
+        assert live_status == 200
 
 
 async def test_daemon_metrics_after_cycle(tmp_path: Path, make_simulator: SimulatorFactory) -> None:
