@@ -142,7 +142,10 @@ async def test_cycle_failures_log_clean_json_lines(
 
     assert denied_result.status.value == "error"
     assert flaky_result.status.value == "completed"
-    summaries = {event["target"]: event for event in events if event["event"] == "cycle_finished"}
+    summary_lines = [event for event in events if event["event"] == "cycle_finished"]
+    # One summary line per cycle: the two cycles above, and none from the failed job.
+    assert sorted(event["target"] for event in summary_lines) == ["denied", "flaky"]
+    summaries = {event["target"]: event for event in summary_lines}
     assert summaries["denied"]["status"] == "error"
     assert "401" in summaries["denied"]["reason"]
     assert summaries["flaky"]["status"] == "completed"
