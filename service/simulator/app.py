@@ -304,4 +304,3 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
