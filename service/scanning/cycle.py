@@ -45,6 +45,7 @@ from service.storage import (
     apply_diff,
     enqueue_deliveries,
     find_resumable_scan,
+    find_uncollected_scan,
     load_finding_states,
     previous_completed_scan,
     record_alerts,
@@ -166,13 +167,17 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
 
     A cycle that died after DigitalOcean created its scan but before recording it leaves a
     mark. The next cycle then adopts DigitalOcean's latest scan instead of starting a second
-    one, if that scan is still running and was created after the dead cycle started.
+    one, if that scan is still running and was created after the dead cycle started. A
+    recorded scan that completed but was never stored is resumed the same way.
     """
     now = env.now()
     async with env.sessions.begin() as session:
         start = await mark_cycle_started(session, target.name, now=now)
         since = now - timedelta(seconds=target.poll.timeout_s)
         resumable = await find_resumable_scan(session, target.name, since)
+        if resumable is None and start.unfinished_since is not None:
+            # The dead cycle may have seen its scan complete and died before storing it.
+            resumable = await find_uncollected_scan(session, target.name, since)
     if resumable is not None:
         log.info("scan_resumed", scan_id=resumable.scan_id, requested_at=resumable.requested_at)
         return resumable

@@ -24,6 +24,7 @@ from service.storage.retention import PruneResult, prune_scan_details
 from service.storage.scans import (
     StoredDetails,
     find_resumable_scan,
+    find_uncollected_scan,
     finding_from_record,
     findings_of_scan,
     get_scan,
@@ -75,6 +76,7 @@ __all__ = [
     "downgrade_database",
     "enqueue_deliveries",
     "find_resumable_scan",
+    "find_uncollected_scan",
     "finding_from_record",
     "findings_of_scan",
     "get_scan",

@@ -160,6 +160,26 @@ async def find_resumable_scan(
     return (await session.scalars(statement)).first()
 
 
+async def find_uncollected_scan(
+    session: AsyncSession, target: str, since: datetime
+) -> ScanRecord | None:
+    """Return the target's newest COMPLETED scan requested at or after `since` whose findings
+    were never stored: its cycle ended between the last poll and the store transaction."""
+    statement = (
+        select(ScanRecord)
+        .where(
+            ScanRecord.target == target,
+            ScanRecord.status == ScanStatus.COMPLETED.value,
+            ScanRecord.collected_at.is_(None),
+            ScanRecord.error.is_(None),
+            ScanRecord.requested_at >= ensure_utc(since, "since"),
+        )
+        .order_by(ScanRecord.requested_at.desc(), ScanRecord.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(statement)).first()
+
+
 async def previous_completed_scan(
     session: AsyncSession, target: str, *, before_row_id: int | None = None
 ) -> ScanRecord | None:
