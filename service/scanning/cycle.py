@@ -167,8 +167,9 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
 
     A cycle that died after DigitalOcean created its scan but before recording it leaves a
     mark. The next cycle then adopts DigitalOcean's latest scan instead of starting a second
-    one, if that scan is still running and was created after the dead cycle started. A
-    recorded scan that completed but was never stored is resumed the same way.
+    one, if that scan was created after the dead cycle started and is still running or was
+    created within `poll.timeout_s`. A recorded scan that completed but was never stored is
+    resumed the same way.
     """
     now = env.now()
     async with env.sessions.begin() as session:
@@ -183,7 +184,7 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
         return resumable
 
     if start.unfinished_since is not None:
-        adopted = await _adopt_unrecorded_scan(env, start.unfinished_since)
+        adopted = await _adopt_unrecorded_scan(env, start.unfinished_since, since)
         if adopted is not None:
             return await _record_started(target, env, adopted, requested_at=start.unfinished_since)
 
@@ -193,11 +194,17 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
     return await _record_started(target, env, scan, requested_at=requested_at)
 
 
-async def _adopt_unrecorded_scan(env: CycleEnvironment, unfinished_since: datetime) -> Scan | None:
+async def _adopt_unrecorded_scan(
+    env: CycleEnvironment, unfinished_since: datetime, resumable_since: datetime
+) -> Scan | None:
     latest = await env.client.get_latest_scan(per_page=1)
-    if latest.status.is_terminal or latest.created_at is None:
+    if not latest.id or latest.created_at is None:
         return None
     if latest.created_at < unfinished_since - ADOPTION_CLOCK_SKEW:
+        return None
+    # A scan that already finished is the dead cycle's result too, and starting another would
+    # make two scans for one cycle. Past the poll timeout it is as stale as an old running scan.
+    if latest.status.is_terminal and latest.created_at < resumable_since:
         return None
     log.warning(
         "scan_adopted", scan_id=latest.id, reason="an earlier cycle died before recording it"
