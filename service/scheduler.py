@@ -18,6 +18,7 @@ An `interval_s` schedule counts elapsed seconds and ignores time zones and DST.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -137,11 +138,16 @@ async def _run_target_job(
     run_target: Callable[[TargetSettings], Awaitable[object]], target: TargetSettings
 ) -> None:
     with structlog.contextvars.bound_contextvars(target=target.name):
-        await run_target(target)
+        await _run_job(lambda: run_target(target))
 
 
 async def _run_job(job: Callable[[], Awaitable[object]]) -> None:
-    await job()
+    try:
+        await job()
+    except asyncio.CancelledError:
+        # Only the daemon's shutdown cancels a running job. Ending the job here keeps
+        # APScheduler from logging the stop as a failed job with a traceback.
+        log.info("scheduled_job_stopped", reason="the daemon is shutting down")
 
 
 def _log_job_event(event: JobEvent) -> None:
