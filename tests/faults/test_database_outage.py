@@ -93,9 +93,7 @@ async def test_daemon_survives_postgres_outage(
 
             await postgres.stop()
             second_poll.release()
-            failed = await daemon.wait_for_event(
-                "cycle_finished", matches=cycle_finished("error")
-            )
+            failed = await daemon.wait_for_event("cycle_finished", matches=cycle_finished("error"))
             down = await wait_for_readiness(port, 503)
 
             await postgres.start()
@@ -117,9 +115,14 @@ async def test_daemon_survives_postgres_outage(
     assert completed["scan_id"] == simulator.state.scans[0].id
     assert_clean_output(daemon, simulator.token, SLACK_TOKEN, WEBHOOK_SECRET)
 
-    # Later cycles each made one scan; the first one was resumed, not created again.
-    assert len(end.scans) == len(simulator.state.scans)
-    assert {scan.status for scan in end.scans} <= {"COMPLETED", "IN_PROGRESS"}
+    # Each scan the simulator created was triggered by one cycle: the failed cycle's scan was
+    # resumed, not created again. The SIGTERM may land between a POST and its log line.
+    triggered = [e["scan_id"] for e in daemon.events() if e.get("event") == "scan_triggered"]
+    created = [scan.id for scan in simulator.state.scans]
+    assert triggered == created[: len(triggered)]
+    assert len(created) - len(triggered) <= 1
+    assert end.scans[0].scan_id == simulator.state.scans[0].id
+    assert end.scans[0].status == "COMPLETED"
     assert end.states == ONE_SCAN_STATES
     assert set(end.deliveries_by_status()) == {"sent"}
     outcome = outcome_of(end.states, slack_server.state, webhook_sink.state)
