@@ -50,6 +50,7 @@ from service.storage import (
     previous_completed_scan,
     record_alerts,
     record_scan_started,
+    recorded_scan_ids,
     store_scan_result,
     update_scan_status,
 )
@@ -60,6 +61,10 @@ log = structlog.get_logger(__name__)
 # A scan created by a cycle that died before recording it is adopted when DigitalOcean reports
 # it created at most this long before that cycle started (allows for clock skew).
 ADOPTION_CLOCK_SKEW = timedelta(minutes=2)
+# After a create request whose outcome is unknown, the client adopts a listed scan created up
+# to a minute before the request (CREATE_SCAN_CLOCK_SKEW_S). Scans this target recorded in
+# this window are passed to it as known, so that it never adopts one of them as the new scan.
+KNOWN_SCANS_WINDOW = timedelta(hours=1)
 
 
 class CycleStatus(enum.Enum):
@@ -179,6 +184,7 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
         if resumable is None and start.unfinished_since is not None:
             # The dead cycle may have seen its scan complete and died before storing it.
             resumable = await find_uncollected_scan(session, target.name, since)
+        known_scan_ids = await recorded_scan_ids(session, target.name, now - KNOWN_SCANS_WINDOW)
     if resumable is not None:
         log.info("scan_resumed", scan_id=resumable.scan_id, requested_at=resumable.requested_at)
         return resumable
@@ -189,7 +195,7 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
             return await _record_started(target, env, adopted, requested_at=start.unfinished_since)
 
     requested_at = env.now()
-    scan = await env.client.create_scan()
+    scan = await env.client.create_scan(known_scan_ids=known_scan_ids)
     log.info("scan_triggered", scan_id=scan.id)
     return await _record_started(target, env, scan, requested_at=requested_at)
 

@@ -180,6 +180,14 @@ async def find_uncollected_scan(
     return (await session.scalars(statement)).first()
 
 
+async def recorded_scan_ids(session: AsyncSession, target: str, since: datetime) -> set[str]:
+    """Return DigitalOcean's ids of the target's scans requested at or after `since`."""
+    statement = select(ScanRecord.scan_id).where(
+        ScanRecord.target == target, ScanRecord.requested_at >= ensure_utc(since, "since")
+    )
+    return set((await session.scalars(statement)).all())
+
+
 async def previous_completed_scan(
     session: AsyncSession, target: str, *, before_row_id: int | None = None
 ) -> ScanRecord | None:
