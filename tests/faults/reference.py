@@ -24,19 +24,20 @@ from tests.faults.world import (
 from tests.support.slack_server import SlackServerState, run_slack_server
 
 
+States = dict[tuple[str, str], tuple[str, str]]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Finding states, and what each receiver got, counted by content rather than by id."""
 
-    states: dict[tuple[str, str], tuple[str, str]]
+    states: States
     slack_messages: int
     webhook_alerts: Counter[tuple[str, str, str]]
     webhook_messages: int
 
 
-def outcome_of(
-    states: dict[tuple[str, str], tuple[str, str]], slack: SlackServerState, sink: SinkState
-) -> Outcome:
+def outcome_of(states: States, slack: SlackServerState, sink: SinkState) -> Outcome:
     """Summarize what arrived, counting a repeated webhook-id once."""
     return Outcome(
         states=states,
@@ -48,6 +49,14 @@ def outcome_of(
 
 async def undisturbed_outcome(directory: Path, scenario: Scenario, cycles: int = 1) -> Outcome:
     """Run `cycles` cycles of `once` in this process with no fault, on SQLite."""
+    outcome, _ = await undisturbed_run(directory, scenario, cycles)
+    return outcome
+
+
+async def undisturbed_run(
+    directory: Path, scenario: Scenario, cycles: int
+) -> tuple[Outcome, list[States]]:
+    """Run `cycles` cycles without faults; return the outcome and the states after each."""
     directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a local directory, once
     database_url = f"sqlite+aiosqlite:///{directory / 'reference.db'}"
     await upgrade_database(database_url)
@@ -63,7 +72,8 @@ async def undisturbed_outcome(directory: Path, scenario: Scenario, cycles: int =
             receivers=Receivers(slack.api_url, sink.url),
         )
         settings = load_settings(config, service_environment(simulator.token))
+        states_by_cycle = []
         for _ in range(cycles):
             assert await run_once(settings) == 0
-        end = await read_end_state(database_url)
-        return outcome_of(end.states, slack.state, sink.state)
+            states_by_cycle.append((await read_end_state(database_url)).states)
+        return outcome_of(states_by_cycle[-1], slack.state, sink.state), states_by_cycle
