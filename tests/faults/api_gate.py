@@ -1,16 +1,19 @@
-"""A simulator middleware that holds chosen requests or replaces their responses.
+"""A simulator middleware that holds chosen requests or changes their responses.
 
 A fault test uses it to make one step of a cycle observable from outside the service process:
 `hold` parks the Nth matching request (before or after the simulator handled it) and sets an
-event when it arrives, so the test can send a signal at exactly that step; `replace` answers
-matching requests with a hostile body instead of the simulator's own.
+event when it arrives, so the test can send a signal at exactly that step. `replace` answers
+matching requests with a hostile body instead of the simulator's own, and `rewrite` changes
+the simulator's JSON answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,6 +21,8 @@ from aiohttp.typedefs import Handler
 from service.simulator import routes
 
 RequestFilter = Callable[[web.Request], bool]
+# Changes a decoded JSON body in place; gets the request too, for its URL.
+BodyRewrite = Callable[[Any, web.Request], None]
 
 
 def any_request(_request: web.Request) -> bool:
@@ -66,12 +71,24 @@ class Replacement:
     served: int = 0
 
 
+@dataclass
+class Rewrite:
+    """A change to the simulator's successful JSON answers of matching requests."""
+
+    route: str
+    matches: RequestFilter
+    change: BodyRewrite
+    served: int = 0
+
+
 class ApiGate:
-    """Holds and replacements for one simulator; pass `middleware` to `make_simulator`."""
+    """Holds, replacements and rewrites for one simulator; pass `middleware` to
+    `make_simulator`."""
 
     def __init__(self) -> None:
         self.holds: list[Hold] = []
         self.replacements: list[Replacement] = []
+        self.rewrites: list[Rewrite] = []
 
     def hold(
         self,
@@ -99,6 +116,18 @@ class ApiGate:
         self.replacements.append(planned)
         return planned
 
+    def rewrite(
+        self, route: str, change: BodyRewrite, *, matches: RequestFilter = any_request
+    ) -> Rewrite:
+        planned = Rewrite(route, matches, change)
+        self.rewrites.append(planned)
+        return planned
+
+    def clear(self) -> None:
+        """Drop every replacement and rewrite; holds stay until released."""
+        self.replacements.clear()
+        self.rewrites.clear()
+
     def release_all(self) -> None:
         for planned in self.holds:
             planned.release()
@@ -114,6 +143,9 @@ class ApiGate:
                 body=replacement.body,
                 content_type=replacement.content_type,
             )
+        rewrite = self._rewrite_for(route, request)
+        if rewrite is not None:
+            return await self._rewritten(rewrite, request, handler)
         planned = self._hold_for(route, request)
         if planned is None:
             return await handler(request)
@@ -135,6 +167,24 @@ class ApiGate:
                     continue
                 planned.remaining -= 1
             return planned
+        return None
+
+    async def _rewritten(
+        self, rewrite: Rewrite, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if not isinstance(response, web.Response) or response.status >= 400:
+            return response
+        assert isinstance(response.body, bytes)
+        body = json.loads(response.body)
+        rewrite.change(body, request)
+        rewrite.served += 1
+        return web.json_response(body, status=response.status)
+
+    def _rewrite_for(self, route: str, request: web.Request) -> Rewrite | None:
+        for planned in self.rewrites:
+            if planned.route == route and planned.matches(request):
+                return planned
         return None
 
     def _hold_for(self, route: str, request: web.Request) -> Hold | None:

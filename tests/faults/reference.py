@@ -23,7 +23,6 @@ from tests.faults.world import (
 )
 from tests.support.slack_server import SlackServerState, run_slack_server
 
-
 States = dict[tuple[str, str], tuple[str, str]]
 
 

@@ -68,7 +68,9 @@ async def test_cycles_complete_under_random_api_faults(
     assert len(simulator.state.scans) == CYCLES
     assert [scan.status for scan in end.scans] == ["COMPLETED"] * CYCLES
     assert all(scan.collection_complete for scan in end.scans)
-    for cycle, (states, expected_after) in enumerate(zip(states_by_cycle, expected_states)):
+    for cycle, (states, expected_after) in enumerate(
+        zip(states_by_cycle, expected_states, strict=True)
+    ):
         assert states == expected_after, f"finding states differ after cycle {cycle + 1}"
     assert set(end.deliveries_by_status()) == {"sent"}
     assert outcome.webhook_alerts == expected.webhook_alerts

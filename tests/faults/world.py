@@ -136,6 +136,7 @@ class ScanRow:
     states_updated: bool
     requested_at: datetime
     error: str | None
+    problems: list[str]
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ async def read_end_state(database_url: str) -> EndState:
                 scan.states_updated,
                 scan.requested_at,
                 scan.error,
+                list(scan.collection_problems),
             )
             for scan in scans
         ],
