@@ -24,7 +24,7 @@ from service.config import Settings, TargetSettings
 from service.digitalocean.client import SecurityClient
 from service.errors import ConfigError
 from service.notifiers.base import Notifier
-from service.notifiers.dispatcher import Dispatcher
+from service.notifiers.dispatcher import SERVICE_RETRY_WINDOW_S, Dispatcher
 from service.notifiers.factory import build_notifiers
 from service.scanning.cycle import CycleEnvironment, CycleResult, run_cycle
 from service.scanning.lease import new_holder_id
@@ -149,7 +149,7 @@ async def open_runtime(
         sessions=sessions,
         clients=clients,
         notifiers=notifiers,
-        dispatcher=Dispatcher(sessions, notifiers),
+        dispatcher=Dispatcher(sessions, notifiers, retry_window_s=SERVICE_RETRY_WINDOW_S),
     )
     try:
         for client in clients.values():

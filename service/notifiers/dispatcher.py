@@ -8,8 +8,9 @@ most once more and loses nothing.
 
 A retryable failure schedules the delivery again with backoff and holds the channel's other
 pending deliveries until then, so a receiver that is down sees one probe instead of every
-message; the held deliveries do not use up attempts. After `max_attempts`, or at once on a
-final error, the delivery is failed and stays in the table.
+message; the held deliveries do not use up attempts. After `max_attempts` and `retry_window_s`
+since the delivery was enqueued, or at once on a final error, the delivery is failed and stays
+in the table.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from service.storage.deliveries import DeliveryStatus
 logger = structlog.get_logger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 8
-# With these, eight attempts span between about one and two hours before a delivery fails.
+# With these, eight attempts span between about one and two hours.
 DEFAULT_BASE_DELAY_S = 60.0
 DEFAULT_MAX_DELAY_S = 3600.0
+# The service keeps retrying a receiver that answers "try again later" for at least a day,
+# so an outage across several cycles of the default six-hour schedule loses no alert.
+SERVICE_RETRY_WINDOW_S = 24 * 3600.0
 # A claim lasts far longer than the longest send (the Slack client's 30 s timeout). A row
 # claimed by a process that died is sent again once its claim has expired.
 DEFAULT_CLAIM_TIMEOUT_S = 300.0
@@ -82,7 +86,11 @@ class _Channel:
 
 
 class Dispatcher:
-    """Sends the outbox's due deliveries through the configured notifiers."""
+    """Sends the outbox's due deliveries through the configured notifiers.
+
+    A delivery that keeps meeting retryable errors is failed after `max_attempts`, but not
+    before it is `retry_window_s` old (counted from when it was enqueued).
+    """
 
     def __init__(
         self,
@@ -90,6 +98,7 @@ class Dispatcher:
         notifiers: Mapping[str, Notifier],
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_window_s: float = 0.0,
         base_delay_s: float = DEFAULT_BASE_DELAY_S,
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
@@ -103,6 +112,7 @@ class Dispatcher:
         self._sessions = session_factory
         self._notifiers = dict(notifiers)
         self._max_attempts = max_attempts
+        self._retry_window = timedelta(seconds=retry_window_s)
         self._base_delay_s = base_delay_s
         self._max_delay_s = max_delay_s
         self._claim_timeout_s = claim_timeout_s
@@ -254,7 +264,7 @@ class Dispatcher:
         report: DispatchReport,
     ) -> None:
         reason = str(error)
-        if not error.retryable or claim.attempts >= self._max_attempts:
+        if not error.retryable or self._retries_used_up(claim):
             await self._give_up(claim, reason, report)
             return
         delay_s = backoff_delay_s(
@@ -289,6 +299,13 @@ class Dispatcher:
             delay_s=round(delay_s, 1),
             error=reason,
         )
+
+    def _retries_used_up(self, claim: ClaimedDelivery) -> bool:
+        if claim.attempts < self._max_attempts:
+            return False
+        if claim.created_at is None:
+            return True
+        return self._clock() - claim.created_at >= self._retry_window
 
     async def _give_up(self, claim: ClaimedDelivery, reason: str, report: DispatchReport) -> None:
         async with self._sessions.begin() as session:

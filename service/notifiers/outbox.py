@@ -34,6 +34,7 @@ class ClaimedDelivery:
     attempts: int
     last_error: str | None
     claimed_until: datetime
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ async def claim_next(
             DeliveryRecord.webhook_id,
             DeliveryRecord.attempts,
             DeliveryRecord.last_error,
+            DeliveryRecord.created_at,
         )
         .execution_options(synchronize_session=False)
     )
@@ -100,6 +102,7 @@ async def claim_next(
         attempts=row.attempts,
         last_error=row.last_error,
         claimed_until=claimed_until,
+        created_at=row.created_at,
     )
 
 
