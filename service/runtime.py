@@ -74,7 +74,9 @@ class Runtime:
         finally:
             self.running.discard(task)
 
-    def environment(self, target: TargetSettings) -> CycleEnvironment:
+    def environment(
+        self, target: TargetSettings, slot_started_at: datetime | None = None
+    ) -> CycleEnvironment:
         return CycleEnvironment(
             sessions=self.sessions,
             client=self.clients[target.name],
@@ -82,18 +84,25 @@ class Runtime:
             holder=self.holder,
             mutes=mutes_of(self.settings),
             now=utc_now,
+            slot_started_at=slot_started_at,
         )
 
-    async def run_target(self, target: TargetSettings) -> CycleResult:
-        result = await run_cycle(target, self.environment(target))
+    async def run_target(
+        self, target: TargetSettings, slot_started_at: datetime | None = None
+    ) -> CycleResult:
+        result = await run_cycle(target, self.environment(target, slot_started_at))
         self.results.append(result)
         metrics.record_cycle(result, ended_at_s=utc_now().timestamp())
         return result
 
     async def run_target_and_dispatch(self, target: TargetSettings) -> CycleResult:
-        """Run one cycle, then send what it enqueued without waiting for the dispatch job."""
+        """Run one scheduled cycle, then send what it enqueued without waiting for the
+        dispatch job. The cycle is skipped when the target already has a scan of this
+        schedule slot, for example from another replica."""
+        from service.scheduler import slot_started_at
+
         with self._tracked():
-            result = await self.run_target(target)
+            result = await self.run_target(target, slot_started_at(target.schedule, utc_now()))
             if result.deliveries_enqueued:
                 await self.dispatch()
             return result

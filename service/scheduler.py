@@ -13,14 +13,16 @@ A cron schedule follows the wall clock of its time zone (UTC unless `timezone` i
   runs it at the first occurrence only, so a daily job runs once. A job that runs every hour
   therefore skips the repeated hour, with a two-hour gap.
 
-An `interval_s` schedule counts elapsed seconds and ignores time zones and DST.
+An `interval_s` schedule counts elapsed seconds and ignores time zones and DST. Its runs fall
+on multiples of `interval_s` since the Unix epoch, so every replica of the daemon has the same
+run times, and `slot_started_at` names the slot a scheduled run belongs to.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -48,6 +50,9 @@ JOB_DEFAULTS: dict[str, Any] = {
     "max_instances": 1,
     "misfire_grace_time": MISFIRE_GRACE_S,
 }
+
+# Interval schedules count from here, so that every process has the same run times.
+INTERVAL_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 DISPATCH_JOB_ID = "dispatch"
 RETENTION_JOB_ID = "retention"
@@ -84,7 +89,20 @@ def build_trigger(schedule: ScheduleSettings) -> WallClockCronTrigger | Interval
     """Return the APScheduler trigger of a target's schedule."""
     if schedule.cron is not None:
         return WallClockCronTrigger(**parse_cron(schedule.cron), timezone=schedule.zone)
-    return IntervalTrigger(seconds=schedule.interval_s, timezone=UTC)
+    return IntervalTrigger(seconds=schedule.interval_s, start_date=INTERVAL_EPOCH, timezone=UTC)
+
+
+def slot_started_at(schedule: ScheduleSettings, now: datetime) -> datetime | None:
+    """Return the schedule's latest run time at or before `now`: the start of the slot that a
+    run starting now belongs to. None when no run time falls in the last `MISFIRE_GRACE_S`
+    seconds, because the scheduler drops a run that would start later than that."""
+    trigger = build_trigger(schedule)
+    latest_at: datetime | None = None
+    fire_at = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE_S))
+    while fire_at is not None and fire_at <= now:
+        latest_at = fire_at
+        fire_at = trigger.get_next_fire_time(fire_at, fire_at)
+    return latest_at
 
 
 def build_scheduler(

@@ -54,7 +54,12 @@ from service.storage import (
     store_scan_result,
     update_scan_status,
 )
-from service.storage.targets import mark_cycle_started, record_cycle_failure, record_cycle_success
+from service.storage.targets import (
+    TargetStatusRecord,
+    mark_cycle_started,
+    record_cycle_failure,
+    record_cycle_success,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +114,8 @@ class CycleEnvironment:
     mutes: Sequence[Mute] = ()
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    # The start of the schedule slot of a scheduled cycle; None for `once`.
+    slot_started_at: datetime | None = None
 
 
 class CycleFailure(CspmWatchError):
@@ -152,6 +159,11 @@ async def _run_with_lease(target: TargetSettings, env: CycleEnvironment) -> Cycl
             return CycleResult(
                 target.name, CycleStatus.SKIPPED, reason="another process holds the lease"
             )
+        if await slot_already_scanned(target, env):
+            log.info("slot_already_scanned", slot_started_at=str(env.slot_started_at))
+            return CycleResult(
+                target.name, CycleStatus.SKIPPED, reason="this schedule slot was scanned"
+            )
         record = await resume_or_trigger(target, env)
         structlog.contextvars.bind_contextvars(scan_id=record.scan_id)
         try:
@@ -165,6 +177,22 @@ async def _run_with_lease(target: TargetSettings, env: CycleEnvironment) -> Cycl
             return await store_and_enqueue(target, env, record, scan, collection)
         finally:
             structlog.contextvars.unbind_contextvars("scan_id")
+
+
+async def slot_already_scanned(target: TargetSettings, env: CycleEnvironment) -> bool:
+    """Tell whether a scheduled cycle's slot already has a scan of the target.
+
+    Replicas of the daemon fire at the same run times, and the lease alone lets a replica
+    whose timer fires after another's cycle ended start a second scan. A cycle that died
+    leaves its slot open, so that the next cycle finishes its scan.
+    """
+    if env.slot_started_at is None:
+        return False
+    async with env.sessions() as session:
+        status = await session.get(TargetStatusRecord, target.name)
+        if status is not None and status.cycle_started_at is not None:
+            return False
+        return bool(await recorded_scan_ids(session, target.name, env.slot_started_at))
 
 
 async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> ScanRecord:
