@@ -11,7 +11,7 @@ import structlog
 from service.diffing import CollectedFinding, CollectedScan
 from service.digitalocean.client import SecurityClient
 from service.digitalocean.errors import DigitalOceanError
-from service.digitalocean.models import AffectedResource, Finding, Scan, Severity
+from service.digitalocean.models import AffectedResource, Finding, Scan, ScanStatus, Severity
 
 log = structlog.get_logger(__name__)
 
@@ -42,12 +42,20 @@ async def collect_scan(
     but changes no finding state and raises no alert.
     """
     problems: list[str] = []
+    stream = client.iter_findings(scan.id)
     try:
-        findings = await client.collect_findings(scan.id)
+        findings = await stream.collect()
     except DigitalOceanError as error:
         problems.append(f"reading the findings failed: {error}")
         return Collection(_collected(target, scan, (), complete=False), tuple(problems))
     problems.extend(findings.problems)
+    # A page that describes the scan as anything but COMPLETED (running again, failed, an
+    # unknown status) may list only some findings, so its absences resolve nothing.
+    paged_status = stream.scan.status if stream.scan is not None else ScanStatus.COMPLETED
+    if paged_status is not ScanStatus.COMPLETED:
+        problems.append(
+            f"the pages of findings described scan {scan.id} as {paged_status.value}, not COMPLETED"
+        )
 
     semaphore = asyncio.Semaphore(RESOURCE_CONCURRENCY)
     collected = await asyncio.gather(
