@@ -64,6 +64,17 @@ def drop_last_resource(body: Any, _request: web.Request) -> None:
     body["affected_resources"] = body["affected_resources"][:-1]
 
 
+def running_without_findings(body: Any, _request: web.Request) -> None:
+    body["scan"]["status"] = "IN_PROGRESS"
+    body["scan"]["findings"] = []
+
+
+def findings_page_of_running_scan(gate: ApiGate) -> None:
+    # The poll saw the scan COMPLETED; its findings page then describes it as running and
+    # empty, as a scan that is being run again would look.
+    gate.rewrite("get_scan", running_without_findings, matches=findings_page_request)
+
+
 def findings_page_missing(gate: ApiGate) -> None:
     gate.rewrite("get_scan", link_to_second_page, matches=first_findings_page)
     gate.replace("get_scan", NOT_FOUND_BODY, matches=second_findings_page, status=404)
@@ -86,6 +97,7 @@ def resources_page_short(gate: ApiGate) -> None:
 BREAKAGES: dict[str, Callable[[ApiGate], None]] = {
     "findings_page_missing": findings_page_missing,
     "findings_page_truncated": findings_page_truncated,
+    "findings_page_of_running_scan": findings_page_of_running_scan,
     "resources_page_truncated": resources_page_truncated,
     "resources_page_short": resources_page_short,
 }
