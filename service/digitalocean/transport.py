@@ -127,7 +127,8 @@ class ApiResponse:
         """Decode the body as JSON; raise InvalidResponseError naming the operation otherwise."""
         try:
             return json.loads(self.body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
+            # RecursionError: arrays or objects nested deeper than the parser's stack allows.
             raise InvalidResponseError(
                 f"{self.operation} returned HTTP {self.status} with a body that is not JSON "
                 f"({_brief(str(error))}): check that api_url {self.origin} is the DigitalOcean "
