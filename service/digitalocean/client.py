@@ -215,9 +215,20 @@ class SecurityClient:
         severity: Severity | str | None = None,
         type: str | None = None,  # the API's own parameter name
     ) -> Scan:
-        """Return the scan with one page of its findings; `per_page=1` makes a cheap poll."""
+        """Return the scan with one page of its findings; `per_page=1` makes a cheap poll.
+
+        An answer that describes another scan raises InvalidResponseError, so that a poll
+        never takes another scan's status, or its findings, for this one's.
+        """
         url = self._scan_url(_scan_path(scan_id), per_page, page, severity, type)
-        scan, _ = await self._get(Operation.GET_SCAN, url, parse_scan_page)
+
+        def parse_requested_scan(body: object) -> tuple[Scan, Page[Finding]]:
+            scan, findings = parse_scan_page(body)
+            if scan.id.lower() != scan_id.lower():
+                raise ShapeError("$.scan.id", f"describes another scan than {scan_id}")
+            return scan, findings
+
+        scan, _ = await self._get(Operation.GET_SCAN, url, parse_requested_scan)
         return scan
 
     async def get_latest_scan(
