@@ -29,10 +29,26 @@ from service.digitalocean.pagination import Page
 T = TypeVar("T")
 
 
+# Longest string the parsers accept: free text (names, details, links), and identifiers and
+# enumerations (ids, URNs, statuses, severities, date-times). DigitalOcean's values are far
+# shorter; a longer one is garbage that would otherwise reach the database and the logs.
+MAX_TEXT_CHARS = 16_384
+MAX_TOKEN_CHARS = 1_024
+# A problem quotes at most this much of a bad value.
+MAX_PROBLEM_CHARS = 300
+
+_TOKEN_KEYS = frozenset(
+    {"id", "uuid", "rule_uuid", "urn", "status", "severity", "type", "resource_id",
+     "resource_type", "created_at", "found_at", "effective_at"}
+)  # fmt: skip
+
+
 class ShapeError(ValueError):
     """A decoded body does not have the documented shape; `path` locates the value."""
 
     def __init__(self, path: str, problem: str) -> None:
+        if len(problem) > MAX_PROBLEM_CHARS:
+            problem = problem[: MAX_PROBLEM_CHARS - 3] + "..."
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
@@ -272,6 +288,10 @@ def _str(obj: Mapping[str, object], key: str, path: str, *, required: bool = Fal
         raise ShapeError(f"{path}.{key}", f"expected a string, got {_describe(value)}")
     if required and not value.strip():
         raise ShapeError(f"{path}.{key}", "empty")
+    max_chars = MAX_TOKEN_CHARS if key in _TOKEN_KEYS else MAX_TEXT_CHARS
+    if len(value) > max_chars:
+        problem = f"a string of {len(value):,} characters, over the {max_chars:,} allowed"
+        raise ShapeError(f"{path}.{key}", problem)
     return value
 
 

@@ -18,6 +18,8 @@ log = structlog.get_logger(__name__)
 # Findings whose resources are fetched at the same time. The client's rate limiter paces the
 # requests; this only bounds how many pages are in flight.
 RESOURCE_CONCURRENCY = 8
+# Characters kept of each problem sentence.
+MAX_PROBLEM_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ async def collect_scan(
         findings = await stream.collect()
     except DigitalOceanError as error:
         problems.append(f"reading the findings failed: {error}")
-        return Collection(_collected(target, scan, (), complete=False), tuple(problems))
+        return Collection(_collected(target, scan, (), complete=False), _brief(problems))
     problems.extend(findings.problems)
     # A page that describes the scan as anything but COMPLETED (running again, failed, an
     # unknown status) may list only some findings, so its absences resolve nothing.
@@ -68,7 +70,7 @@ async def collect_scan(
         problems.extend(finding_problems)
     complete = findings.complete and not problems
     items = [item for item, _ in collected]
-    return Collection(_collected(target, scan, items, complete=complete), tuple(problems))
+    return Collection(_collected(target, scan, items, complete=complete), _brief(problems))
 
 
 async def _collect_finding(
@@ -90,6 +92,14 @@ async def _collect_finding(
             return CollectedFinding(finding, resources=None), (problem,)
     items: Sequence[AffectedResource] = resources.items
     return CollectedFinding(finding, resources=items), resources.problems
+
+
+def _brief(problems: Sequence[str]) -> tuple[str, ...]:
+    # A problem can quote what the API sent; the scan row and the logs keep a bounded part.
+    return tuple(
+        problem if len(problem) <= MAX_PROBLEM_CHARS else problem[: MAX_PROBLEM_CHARS - 3] + "..."
+        for problem in problems
+    )
 
 
 def _collected(

@@ -70,6 +70,8 @@ ADOPTION_CLOCK_SKEW = timedelta(minutes=2)
 # to a minute before the request (CREATE_SCAN_CLOCK_SKEW_S). Scans this target recorded in
 # this window are passed to it as known, so that it never adopts one of them as the new scan.
 KNOWN_SCANS_WINDOW = timedelta(hours=1)
+# Problems of an incomplete collection quoted in the cycle's reason and its log line.
+REASON_PROBLEMS = 3
 
 
 class CycleStatus(enum.Enum):
@@ -367,9 +369,18 @@ async def store_and_enqueue(
             await record_cycle_success(session, target.name, now=now)
 
     if not diff.changes_states:
-        reason = f"{diff.reason}: " + "; ".join(collection.problems or ("no detail",))
+        reason = f"{diff.reason}: {_first_problems(collection.problems)}"
         raise CycleFailure(CycleStatus.INCOMPLETE, reason, scan)
     return _completed_result(target, scan, diff, plan, enqueued)
+
+
+def _first_problems(problems: Sequence[str]) -> str:
+    """Join the first few problems for the cycle's reason; the scan row keeps all of them."""
+    if not problems:
+        return "no detail"
+    shown = "; ".join(problems[:REASON_PROBLEMS])
+    hidden = len(problems) - REASON_PROBLEMS
+    return f"{shown}; and {hidden} more" if hidden > 0 else shown
 
 
 async def _is_first_scan(
