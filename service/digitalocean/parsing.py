@@ -253,7 +253,14 @@ def _meta_total(root: Mapping[str, object], path: str = "$") -> int | None:
 def _describe(value: object) -> str:
     if value is None:
         return "null"
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }
     return names.get(type(value), f"a {type(value).__name__}")
 
 
