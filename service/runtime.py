@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import __version__, metrics
@@ -145,8 +146,12 @@ def mutes_of(settings: Settings) -> list[Mute]:
 async def open_runtime(
     settings: Settings, *, migrate: bool | None = None
 ) -> AsyncIterator[Runtime]:
-    """Open the database (migrating it when configured to), the clients and the notifiers."""
-    if migrate if migrate is not None else settings.migrate_on_start:
+    """Open the database (migrating it when configured to), the clients and the notifiers.
+
+    Raises SQLAlchemyError when the database does not answer, before any other work.
+    """
+    migrating = migrate if migrate is not None else settings.migrate_on_start
+    if migrating:
         await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
@@ -161,6 +166,10 @@ async def open_runtime(
         dispatcher=Dispatcher(sessions, notifiers, retry_window_s=SERVICE_RETRY_WINDOW_S),
     )
     try:
+        if not migrating:
+            # Migrating connects already; without it, nothing else would notice an
+            # unreachable database until the first cycle.
+            await _check_database_answers(engine)
         for client in clients.values():
             await client.open()
         yield runtime
@@ -170,6 +179,11 @@ async def open_runtime(
         for notifier in notifiers.values():
             await notifier.aclose()
         await engine.dispose()
+
+
+async def _check_database_answers(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 def _client_for(settings: Settings, target: TargetSettings) -> SecurityClient:
