@@ -12,10 +12,19 @@ from sqlalchemy.engine import make_url
 
 from service.storage import upgrade_database
 from tests.faults.api_gate import ApiGate
+from tests.faults.processes import STARTED
 from tests.faults.webhook_sink import WebhookSink, run_webhook_sink
 from tests.faults.world import SLACK_CHANNEL, SLACK_TOKEN, WEBHOOK_SECRET, Receivers
 from tests.storage.conftest import _postgres_schema, postgres_url_or_skip
 from tests.support.slack_server import SlackServer, run_slack_server
+
+
+@pytest.fixture(autouse=True)
+async def no_process_left() -> AsyncIterator[None]:
+    """Kill any service process that a test started and left running, even when it failed."""
+    yield
+    while STARTED:
+        await STARTED.pop().kill()
 
 
 @pytest.fixture

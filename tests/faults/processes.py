@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Starting the interpreter and importing the service takes about two seconds on a busy
 # two-core machine; a cycle against the simulator takes well under one.
 PROCESS_TIMEOUT_S = 60.0
+
+
+# Every process started, so that a fixture can kill any that a failed test left running.
+STARTED: list[ServiceProcess] = []
 
 
 @dataclass
@@ -90,13 +94,19 @@ class ServiceProcess:
 
 
 async def start_service(
-    arguments: list[str], config_path: Path, environment: Mapping[str, str]
+    arguments: list[str],
+    config_path: Path,
+    environment: Mapping[str, str],
+    *,
+    prefix: Sequence[str] = (),
 ) -> ServiceProcess:
-    """Start `python -m service ARGUMENTS` with the configuration file and extra variables."""
+    """Start `python -m service ARGUMENTS` with the configuration file and extra variables;
+    `prefix` goes before the interpreter (for example to run it as another user)."""
     env = dict(os.environ)
     env.update(environment)
     env["CSPM_WATCH_CONFIG"] = str(config_path)
     process = await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "service",
@@ -107,6 +117,7 @@ async def start_service(
         stderr=asyncio.subprocess.PIPE,
     )
     service = ServiceProcess(process)
+    STARTED.append(service)
     assert process.stdout is not None
     assert process.stderr is not None
     service._readers = [
@@ -130,11 +141,18 @@ async def _read_lines(
 
 
 async def run_to_end(
-    arguments: list[str], config_path: Path, environment: Mapping[str, str]
+    arguments: list[str],
+    config_path: Path,
+    environment: Mapping[str, str],
+    *,
+    prefix: Sequence[str] = (),
 ) -> ServiceProcess:
     """Run a service command to its end and return the finished process."""
-    service = await start_service(arguments, config_path, environment)
-    await service.finish()
+    service = await start_service(arguments, config_path, environment, prefix=prefix)
+    try:
+        await service.finish()
+    finally:
+        await service.kill()
     return service
 
 
