@@ -130,7 +130,7 @@ async def world(
         api_url=simulator.url,
         database_url=sqlite_url,
         receivers=receivers,
-        poll="{initial_interval_s: 0.01, max_interval_s: 0.05, timeout_s: 0.5}",
+        poll="{initial_interval_s: 0.1, max_interval_s: 0.2, timeout_s: 0.5}",
     )
     loaded = load_settings(config, service_environment(simulator.token))
     async with open_runtime(loaded, migrate=False) as runtime:
@@ -211,8 +211,9 @@ async def test_hand_written_hostile_bodies_never_crash(world: World, target: Tar
     assert failures == []
 
 
-# The client paces itself at 250 requests a minute per token, and a cycle here makes seven:
-# 30 examples stay under that, so the test does not wait for the rate limit.
+# The client paces itself at 250 requests a minute per token. A cycle here makes at most seven
+# (a rejected poll is repeated about four times before the 0.5 s poll timeout), so 30 examples
+# stay under that and the test never waits for the rate limit.
 @settings(
     max_examples=30,
     deadline=None,
