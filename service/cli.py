@@ -235,13 +235,17 @@ def once(ctx: click.Context, target_names: tuple[str, ...], dry_run: bool) -> No
     """Run one cycle per target concurrently, send the alerts, then exit.
 
     Exit codes: 0 every cycle succeeded (a target held by another process counts as
-    success); 1 at least one cycle failed; 2 invalid configuration or usage; 3 the database
-    could not be opened or migrated; 130 or 143 stopped by SIGINT or SIGTERM.
+    success); 1 at least one cycle failed or a delivery gave up after its last attempt; 2
+    invalid configuration or usage; 3 the database could not be opened or migrated; 130 or
+    143 stopped by SIGINT or SIGTERM.
     """
     if dry_run:
+        from service.logging import configure_logging
         from service.preview import preview_targets
 
         settings = settings_from_context(ctx)
+        # Logs go to standard error and at WARNING, so standard output holds the messages.
+        configure_logging(level="WARNING")
         ctx.exit(_run_async(preview_targets(settings, target_names)))
     _run_service(ctx, "once", target_names)
 

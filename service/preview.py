@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -20,14 +21,21 @@ from service.notifiers.render import render_deliveries
 from service.runtime import Runtime, open_runtime, select_targets, utc_now
 from service.scanning.collect import collect_scan
 from service.scanning.cycle import alert_policy_of, notifier_names
-from service.storage import database_revision, load_finding_states, previous_completed_scan
+from service.storage import (
+    database_revision,
+    load_finding_states,
+    parse_database_url,
+    previous_completed_scan,
+)
 
 
 async def preview_targets(settings: Settings, target_names: Sequence[str]) -> int:
     """Print the messages each selected target's latest scan would send; return 0."""
     targets = select_targets(settings, target_names)
-    has_schema = await database_revision(settings.database_url) is not None
-    async with open_runtime(settings, migrate=False) as runtime:
+    has_schema = _database_exists(settings.database_url) and (
+        await database_revision(settings.database_url) is not None
+    )
+    async with open_runtime(settings, migrate=False, connect=has_schema) as runtime:
         for target in targets:
             await _preview_target(runtime, target, has_schema=has_schema)
     return 0
@@ -37,6 +45,10 @@ async def _preview_target(runtime: Runtime, target: TargetSettings, *, has_schem
     client = runtime.clients[target.name]
     latest = await client.get_latest_scan(per_page=1)
     status = latest.status_text or latest.status.value
+    if not latest.id:
+        click.secho(f"Target {target.name}: no scan yet ({status})", bold=True)
+        click.echo("  No messages: the team has no scan to compare; `cspm-watch once` starts one.")
+        return
     click.secho(f"Target {target.name}: latest scan {latest.id} ({status})", bold=True)
     collection = await collect_scan(
         client,
@@ -66,6 +78,14 @@ async def _preview_target(runtime: Runtime, target: TargetSettings, *, has_schem
     counts = ", ".join(f"{count} {kind.value}" for kind, count in diff.counts().items() if count)
     click.echo(f"  Diff against the stored history: {counts or 'nothing'}")
     _print_messages(runtime, target, plan.batches)
+
+
+def _database_exists(database_url: str) -> bool:
+    """Tell whether the database can hold a schema, without creating a SQLite file."""
+    url = parse_database_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return True
+    return Path(url.database or "").expanduser().is_file()
 
 
 def _print_messages(

@@ -11,21 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import __version__, metrics
 from service.alerting import Mute
 from service.config import Settings, TargetSettings
 from service.digitalocean.client import SecurityClient
-from service.errors import ConfigError
+from service.errors import ConfigError, StorageError
+from service.logging import redact_text
 from service.notifiers.base import Notifier
-from service.notifiers.dispatcher import SERVICE_RETRY_WINDOW_S, Dispatcher
+from service.notifiers.dispatcher import SERVICE_RETRY_WINDOW_S, Dispatcher, DispatchReport
 from service.notifiers.factory import build_notifiers
 from service.scanning.cycle import CycleEnvironment, CycleResult, run_cycle
 from service.scanning.lease import new_holder_id
@@ -108,10 +110,11 @@ class Runtime:
                 await self.dispatch()
             return result
 
-    async def dispatch(self) -> None:
+    async def dispatch(self) -> DispatchReport:
         with self._tracked():
             report = await self.dispatcher.dispatch_pending()
         log.debug("dispatch_finished", report=str(report))
+        return report
 
     async def prune(self) -> None:
         with self._tracked():
@@ -144,15 +147,17 @@ def mutes_of(settings: Settings) -> list[Mute]:
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, migrate: bool | None = None
+    settings: Settings, *, migrate: bool | None = None, connect: bool = True
 ) -> AsyncIterator[Runtime]:
     """Open the database (migrating it when configured to), the clients and the notifiers.
 
-    Raises SQLAlchemyError when the database does not answer, before any other work.
+    Raises StorageError, naming the database and the likely fix, when the database does not
+    answer or cannot be migrated, before any other work. `connect=False` skips that check, for
+    readers that must not create a SQLite file.
     """
     migrating = migrate if migrate is not None else settings.migrate_on_start
     if migrating:
-        await upgrade_database(settings.database_url)
+        await _describe_database_errors(settings, upgrade_database(settings.database_url))
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
     notifiers = build_notifiers(settings.notifiers)
@@ -166,10 +171,10 @@ async def open_runtime(
         dispatcher=Dispatcher(sessions, notifiers, retry_window_s=SERVICE_RETRY_WINDOW_S),
     )
     try:
-        if not migrating:
+        if connect and not migrating:
             # Migrating connects already; without it, nothing else would notice an
             # unreachable database until the first cycle.
-            await _check_database_answers(engine)
+            await _describe_database_errors(settings, _check_database_answers(engine))
         for client in clients.values():
             await client.open()
         yield runtime
@@ -179,6 +184,20 @@ async def open_runtime(
         for notifier in notifiers.values():
             await notifier.aclose()
         await engine.dispose()
+
+
+async def _describe_database_errors(settings: Settings, work: Awaitable[object]) -> None:
+    """Await `work`; turn a database error into a StorageError that names the database."""
+    try:
+        await work
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        first_line = (str(cause) or type(cause).__name__).splitlines()[0]
+        raise StorageError(
+            f"cannot open the database {mask_database_url(settings.database_url)}: "
+            f"{redact_text(first_line)}; check that the server answers, the credentials are "
+            "right and, for SQLite, that the file and its directory are writable"
+        ) from None
 
 
 async def _check_database_answers(engine: AsyncEngine) -> None:
@@ -214,10 +233,20 @@ async def run_once(settings: Settings, target_names: Sequence[str] = ()) -> int:
     log.info("once_started", version=__version__, targets=[t.name for t in targets])
     async with open_runtime(settings) as runtime:
         results = await asyncio.gather(*(runtime.run_target(target) for target in targets))
-        await runtime.dispatch()
+        report = await runtime.dispatch()
     failed = [result.target for result in results if not result.status.succeeded]
-    log.info("once_finished", targets=len(results), failed=failed)
-    return EXIT_CYCLE_FAILED if failed else EXIT_OK
+    log.info(
+        "once_finished",
+        targets=len(results),
+        failed=failed,
+        deliveries_sent=report.sent,
+        deliveries_retrying=report.retried,
+        deliveries_failed=report.failed,
+    )
+    # A delivery that gave up means people did not hear an alert: a CronJob, which has no
+    # metrics endpoint, must show that as a failed run. Deliveries still being retried are
+    # sent by a later run and do not fail this one.
+    return EXIT_CYCLE_FAILED if failed or report.failed else EXIT_OK
 
 
 async def run_daemon(settings: Settings, *, stop: asyncio.Event) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from service.errors import ConfigError
+from service.errors import ConfigError, StorageError
 from service.logging import redact_text
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///cspm-watch.db"
@@ -99,11 +100,30 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def _require_sqlite_directory(url: URL) -> None:
-    directory = Path(url.database or "").expanduser().resolve().parent
+    """Raise StorageError unless the SQLite file can be created or written where it is.
+
+    SQLite itself only says "unable to open database file", which names neither the path nor
+    the fix. SQLite also writes its -wal and -shm files beside the database, so the directory
+    must be writable as well.
+    """
+    path = Path(url.database or "").expanduser().resolve()
+    directory = path.parent
+    where = f"database_url {mask_database_url(url)!r}"
     if not directory.is_dir():
-        raise ConfigError(
-            f"directory {str(directory)!r} of database_url {mask_database_url(url)!r} does not "
-            "exist: create it or point database_url at an existing directory"
+        raise StorageError(
+            f"directory {str(directory)!r} of {where} does not exist: create it or point "
+            "database_url at an existing directory"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"directory {str(directory)!r} of {where} is not writable: SQLite writes the "
+            "database and its -wal and -shm files there, so give this user write access or "
+            "choose another directory"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StorageError(
+            f"database file {str(path)!r} of {where} is not readable and writable by this "
+            "user: fix its permissions or choose another file"
         )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import io
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +106,7 @@ async def _run_alembic(
 ) -> tuple[str | None, str | None]:
     engine = create_engine(url, poolclass=NullPool)
     try:
-        async with engine.begin() as connection:
+        async with _sqlite_migration_lock(engine.url), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
@@ -110,6 +114,31 @@ async def _run_alembic(
             return await connection.run_sync(_run_on_connection, alembic_command, arguments)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_migration_lock(url: URL) -> AsyncIterator[None]:
+    """Serialize migrations of one SQLite file across processes; no-op for other databases.
+
+    Without it, processes started together on a new file (several `once` runs) can each see
+    revision None and create the same table, and all but one fail. The lock is an exclusive
+    flock on a file beside the database, released when the file is closed, also when the
+    process dies.
+    """
+    if url.get_backend_name() != "sqlite":
+        yield
+        return
+    descriptor = await asyncio.to_thread(_open_lock_file, url.database or "")
+    try:
+        await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _open_lock_file(database: str) -> int:
+    lock_path = Path(database).expanduser().resolve().with_suffix(".migrate-lock")
+    return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def _run_on_connection(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from service.errors import ConfigError
+from service.errors import ConfigError, StorageError
 from service.storage import create_engine, mask_database_url, parse_database_url
 
 ACCEPTED = {
@@ -49,11 +53,48 @@ def test_mask_database_url_hides_password() -> None:
     assert masked.startswith("postgresql+psycopg://watch:")
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Root may write anywhere, so as root the check runs as the unprivileged user 65534.
+UNPRIVILEGED = (
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+)
+
+
 def test_create_engine_missing_directory_raises(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'cspm.db'}"
 
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(StorageError, match="does not exist"):
         create_engine(url)
+
+
+def test_create_engine_read_only_directory_raises() -> None:
+    # pytest's tmp_path sits below a directory that only its owner can enter, hence a
+    # directory of its own that others can enter but not write.
+    with tempfile.TemporaryDirectory() as directory:
+        base = Path(directory)
+        base.chmod(0o555)
+        url = f"sqlite+aiosqlite:///{base / 'cspm.db'}"
+        script = (
+            "from service.storage import create_engine\n"
+            "from service.errors import StorageError\n"
+            "try:\n"
+            f"    create_engine({url!r})\n"
+            "except StorageError as error:\n"
+            "    print(error)\n"
+        )
+        result = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env={"PATH": os.environ["PATH"], "HOME": directory},
+            check=False,
+        )
+        base.chmod(0o700)
+
+    assert result.returncode == 0, result.stderr
+    assert "is not writable" in result.stdout
+    assert str(base) in result.stdout
 
 
 async def test_create_engine_sqlite_connection_settings(tmp_path: Path) -> None:

@@ -106,3 +106,28 @@ def test_tables_every_constraint_named_by_convention() -> None:
             assert str(constraint.name).startswith(tuple(prefixes.values()))
         for index in table.indexes:
             assert str(index.name).startswith(prefixes["ix"])
+
+
+async def test_upgrade_from_concurrent_processes_on_new_sqlite(tmp_path: Path) -> None:
+    """Processes that start together on a new SQLite file all migrate it without error."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cspm-watch.db'}"
+    script = (
+        "import asyncio\n"
+        "from service.storage import upgrade_database\n"
+        f"print(asyncio.run(upgrade_database({url!r})))\n"
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(6)
+    ]
+    outputs = await asyncio.gather(*(process.communicate() for process in processes))
+
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr.decode()
+        assert stdout.decode().strip().splitlines()[-1] == head_revision()
