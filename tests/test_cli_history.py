@@ -47,9 +47,9 @@ def setup(tmp_path: Path, threaded_simulator: Simulator) -> CliSetup:
     return write_setup(tmp_path, threaded_simulator.url, threaded_simulator.token)
 
 
-def run_cycle(setup: CliSetup) -> None:
+def run_cycle(setup: CliSetup, *, expected_exit_code: int = 0) -> None:
     """Run one cycle of every target, which stores a scan and enqueues its deliveries."""
-    assert asyncio.run(run_once(setup.settings())) == 0
+    assert asyncio.run(run_once(setup.settings())) == expected_exit_code
 
 
 def stored_scan_ids(setup: CliSetup) -> list[str]:
@@ -298,7 +298,8 @@ def failed_delivery(tmp_path: Path, threaded_simulator: Simulator) -> Iterator[F
             tmp_path, threaded_simulator.url, threaded_simulator.token, notifiers_yaml=hook
         )
         receiver.state.answers.append(ScriptedAnswer(410))
-        run_cycle(setup)
+        # once exits 1 because the delivery gave up.
+        run_cycle(setup, expected_exit_code=1)
         (failed,) = setup.invoke_json("deliveries", "list", "--status", "failed")
         yield FailedDelivery(setup, receiver, failed["id"])
 
