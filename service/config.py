@@ -157,7 +157,18 @@ def _resolve_env_secret(value: object) -> SecretSource:
     secret = environ[name].strip()
     if not secret:
         raise ValueError(f"environment variable {displayed_name} is empty: set it to the secret")
+    _reject_inner_whitespace(secret, f"environment variable {displayed_name}")
     return SecretSource("env", name, SecretStr(secret))
+
+
+def _reject_inner_whitespace(secret: str, where: str) -> None:
+    # Tokens, webhook URLs and signing secrets never contain whitespace; a line break inside
+    # one is a copy-paste error that DigitalOcean or Slack would only report as a bad token.
+    if any(char.isspace() for char in secret):
+        raise ValueError(
+            f"{where} contains whitespace or a line break inside the secret: keep only the "
+            "secret itself, on one line"
+        )
 
 
 def _resolve_file_secret(value: object) -> SecretSource:
@@ -206,6 +217,7 @@ def _read_secret_file(path: Path) -> str:
         raise ValueError(f"secret file {path} is not UTF-8 text: correct the path") from None
     if not secret:
         raise ValueError(f"secret file {path} is empty: write the secret into it")
+    _reject_inner_whitespace(secret, f"secret file {path}")
     return secret
 
 
@@ -323,6 +335,27 @@ def _validate_http_url(value: str) -> str:
     return value.strip()
 
 
+def _validate_api_url(value: str) -> str:
+    """Accept a DigitalOcean API base URL: http(s), no credentials, no query or fragment.
+
+    The token goes in a header; a user name, password or query in the base URL would be sent
+    with every request and printed by `config check`.
+    """
+    value = _validate_http_url(value)
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{mask_url(value)!r} contains a user name or password: remove them, the "
+            "DigitalOcean token goes in token_env or token_file"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"{mask_url(value)!r} has a query or fragment: give the base URL only, such as "
+            f"{DEFAULT_API_URL}"
+        )
+    return value
+
+
 def _strip_trailing_slash(value: str) -> str:
     return value.rstrip("/")
 
@@ -332,7 +365,7 @@ def _ensure_trailing_slash(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_validate_http_url)]
-ApiUrl = Annotated[str, AfterValidator(_validate_http_url), AfterValidator(_strip_trailing_slash)]
+ApiUrl = Annotated[str, AfterValidator(_validate_api_url), AfterValidator(_strip_trailing_slash)]
 SlackApiUrl = Annotated[
     str, AfterValidator(_validate_http_url), AfterValidator(_ensure_trailing_slash)
 ]
@@ -1090,6 +1123,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except RecursionError:
+        raise _config_error(
+            origin, ["invalid YAML: the structure is nested too deeply to be a configuration"]
+        ) from None
     except yaml.MarkedYAMLError as error:
         raise _config_error(origin, [_describe_yaml_error(error)]) from None
     except yaml.YAMLError as error:

@@ -447,6 +447,25 @@ ERROR_CASES = {
         "api_url",
         "'api.digitalocean.com' is not an http(s) URL",
     ),
+    "api_url with a password": (
+        "api_url: 'https://user:SECRET@api.example.com'\ntargets: [{name: a, token_env: DO_TOKEN}]",
+        {},
+        "api_url",
+        "contains a user name or password",
+    ),
+    "api_url with a query": (
+        "api_url: 'https://api.example.com/?api_key=SECRET'\n"
+        "targets: [{name: a, token_env: DO_TOKEN}]",
+        {},
+        "api_url",
+        "has a query or fragment",
+    ),
+    "token with a line break inside": (
+        "targets: [{name: a, token_env: BROKEN_TOKEN}]",
+        {"BROKEN_TOKEN": "SECRET\nSECRET"},
+        "targets[0].token_env",
+        "contains whitespace or a line break inside the secret",
+    ),
     "bad webhook URL": (
         "targets: [{name: a, token_env: DO_TOKEN}]\n"
         "notifiers: {soc: {type: webhook, url: 'ftp://soc.example.com/hook', secret_env: HOOK}}",
@@ -615,6 +634,16 @@ def test_load_settings_error_lists_every_problem(write_config: WriteConfig) -> N
     assert "  - targets[0].schedule.cron:" in message
     assert "  - targets[1].poll: initial_interval_s (120) is above max_interval_s (60)" in message
     assert "  - notifiers.soc.url: Field required; add this key" in message
+
+
+def test_load_settings_deeply_nested_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, {})
+
+    assert "nested too deeply" in str(raised.value)
 
 
 def test_load_settings_webhook_without_secret(write_config: WriteConfig) -> None:
