@@ -190,6 +190,8 @@ def parse_scenario(text: str, *, source: str = "scenario") -> Scenario:
     """Parse scenario YAML text; `source` names the file in error messages."""
     try:
         document = yaml.safe_load(text)
+    except RecursionError:
+        raise ScenarioError(f"{source}: invalid YAML: the structure is nested too deeply") from None
     except yaml.YAMLError as error:
         raise ScenarioError(f"{source}: invalid YAML: {error}") from None
     if not isinstance(document, dict):
@@ -257,11 +259,18 @@ class _DowngradeModel(_FileModel):
     effective_at: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
+# Bounds of a generated team: well above the largest benchmark team (300 rules, 50,000
+# resources), and low enough that a typo cannot make the simulator use gigabytes of memory.
+MAX_GENERATED_RULES = 5_000
+MAX_GENERATED_RESOURCES = 1_000_000
+MAX_GENERATED_SCANS = 1_000
+
+
 class _GenerateModel(_FileModel):
     seed: int
-    rules: int = Field(ge=1)
-    resources: int = Field(ge=1)
-    scans: int = Field(default=3, ge=1)
+    rules: int = Field(ge=1, le=MAX_GENERATED_RULES)
+    resources: int = Field(ge=1, le=MAX_GENERATED_RESOURCES)
+    scans: int = Field(default=3, ge=1, le=MAX_GENERATED_SCANS)
     in_progress_polls: int = Field(default=1, ge=0)
 
 

@@ -133,6 +133,11 @@ def test_scan_plan_repeats_last_entry() -> None:
         ),
         ("name: x\nscans: [\n", "invalid YAML"),
         ("- just a list", "expected a mapping"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        (
+            "name: x\ngenerate: {seed: 1, rules: 100000000, resources: 1000000000}\n",
+            "generate.rules: Input should be less than or equal to 5000",
+        ),
     ],
 )
 def test_parse_scenario_error_names_key(text: str, expected: str) -> None:
