@@ -17,9 +17,6 @@ from service.diffing import Diff, DiffEntry, DiffKind, Fingerprint
 from service.digitalocean.models import AffectedResource, Finding, Severity, Suppression
 from service.notifiers.content import AlertBatch, AlertItem, AlertReason, BatchKind, RuleCount
 
-# A first-scan summary names this many rules; the counts cover all of them.
-TOP_RULES_IN_SUMMARY = 10
-
 
 class FirstScanMode(enum.Enum):
     """What the first completed scan of a target sends."""
@@ -304,7 +301,7 @@ def _summary_batch(
     ranked = sorted(per_rule.items(), key=lambda item: (-item[1][1].rank, -item[1][2], item[1][0]))
     top_rules = tuple(
         RuleCount(rule_uuid=rule_uuid, rule_name=name, severity=severity, count=count)
-        for rule_uuid, (name, severity, count) in ranked[:TOP_RULES_IN_SUMMARY]
+        for rule_uuid, (name, severity, count) in ranked
     )
     return AlertBatch(
         kind=BatchKind.FIRST_SCAN_SUMMARY,

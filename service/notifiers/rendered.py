@@ -44,8 +44,12 @@ def reason_phrase(item: AlertItem) -> str:
 
 
 def headline(batch: AlertBatch, notifier_name: str) -> str:
-    """Build the one-line title of a batch, without the target name and without escaping."""
-    count = len(batch.items)
+    """Build the one-line title of a batch, without the target name and without escaping.
+
+    Findings are counted per affected resource, as DigitalOcean counts them, so an alert
+    about one rule on three Droplets counts three.
+    """
+    count = sum(max(item.total_resources, 1) for item in batch.items)
     if batch.kind is BatchKind.FINDINGS:
         return f"{count} {_plural(count, 'finding')} need{'s' if count == 1 else ''} attention"
     if batch.kind is BatchKind.RESOLVED:

@@ -216,7 +216,11 @@ async def resume_or_trigger(target: TargetSettings, env: CycleEnvironment) -> Sc
             resumable = await find_uncollected_scan(session, target.name, since)
         known_scan_ids = await recorded_scan_ids(session, target.name, now - KNOWN_SCANS_WINDOW)
     if resumable is not None:
-        log.info("scan_resumed", scan_id=resumable.scan_id, requested_at=resumable.requested_at)
+        log.info(
+            "scan_resumed",
+            scan_id=resumable.scan_id,
+            requested_at=resumable.requested_at.isoformat(),
+        )
         return resumable
 
     if start.unfinished_since is not None:

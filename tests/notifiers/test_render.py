@@ -125,7 +125,7 @@ async def test_console_notifier_prints_readable_text_without_control_characters(
     await console.send(message.payload, webhook_id=message.webhook_id)
 
     printed = stream.getvalue()
-    assert printed.startswith("[cspm-watch] production: 1 finding needs attention\n")
+    assert printed.startswith("[cspm-watch] production: 7 findings need attention\n")
     assert "  - HIGH Rule " in printed
     assert "(new)" in printed
     assert "db-0 (do:droplet:1000)" in printed

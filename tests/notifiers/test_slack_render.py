@@ -64,7 +64,7 @@ def test_findings_message_shows_each_part_of_a_finding() -> None:
     body = slack_body(part.payload)
     text = "\n".join(slack_texts(body))
     assert body["blocks"][0]["type"] == "header"
-    assert "production: 1 finding needs attention" in body["blocks"][0]["text"]["text"]
+    assert "production: 8 findings need attention" in body["blocks"][0]["text"]["text"]
     assert "1 CRITICAL" in text
     assert "*CRITICAL*" in text
     assert unique_rule_name(7) in text
@@ -252,7 +252,7 @@ def test_resolved_findings_come_as_one_grouped_message() -> None:
 
     assert len(parts) == 1
     text = "\n".join(slack_texts(slack_body(parts[0].payload)))
-    assert "30 findings resolved" in text
+    assert "60 findings resolved" in text
     assert all(unique_rule_name(number) in text for number in range(30))
 
 
