@@ -30,7 +30,7 @@ def any_request(_request: web.Request) -> bool:
 
 
 def poll_request(request: web.Request) -> bool:
-    """A get-scan request that asks for one finding per page: a poll of the cycle."""
+    """A get-scan request for one finding per page: a poll of the cycle."""
     return request.query.get("per_page") == "1"
 
 

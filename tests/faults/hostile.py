@@ -77,8 +77,11 @@ def wrong_values(field: DocumentedField) -> list[tuple[str, Any]]:
 
 
 def set_at(body: Any, path: FieldPath, value: Any) -> int:
-    """Replace the value at `path` in `body`, where an index stands for every element of its
-    array; return how many places were replaced (0 when the body has no such place)."""
+    """Replace the value at `path` in `body` and return how many places were replaced.
+
+    An index in `path` stands for every element of its array. A body without such a place
+    gives 0.
+    """
     if not path:
         return 0
     part, rest = path[0], path[1:]

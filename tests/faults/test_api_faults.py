@@ -1,4 +1,4 @@
-"""The DigitalOcean API answering a fifth of its requests with a random fault: 429s, 5xx,
+"""The DigitalOcean API responding to a fifth of its requests with a random fault: 429s, 5xx,
 delays and dropped connections. Every cycle must still complete, and after each cycle the
 finding states must be those of an undisturbed run, so no fault makes a finding resolve."""
 

@@ -51,7 +51,7 @@ class Place:
 @dataclass(frozen=True)
 class Case:
     """A broken configuration: how to break the base one, the exit code, and what the error
-    must say."""
+    message must contain."""
 
     name: str
     breaks: Callable[[Config, Place], None]

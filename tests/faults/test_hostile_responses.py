@@ -2,7 +2,7 @@
 responses with a wrong value, generated bodies (hypothesis), and hand-written ones.
 
 Each case runs one real cycle in this process after a baseline cycle, with the simulator's
-answers to one kind of request changed. The cycle must end with a result (no exception), a
+responses to one kind of request changed. The cycle must end with a result (no exception), a
 rejected body must leave an error that says so, and no finding state or delivery may change:
 the scenario repeats its one scan, so a trusted scan changes nothing either.
 """
@@ -45,7 +45,7 @@ from tests.support.simulators import SimulatorFactory
 
 SCAN_PATH = "/v2/security/scans/{scan_id}"
 RESOURCES_PATH = "/v2/security/scans/{scan_id}/findings/{finding_uuid}/affected_resources"
-# How a reason names a rejected answer: a body of the wrong shape, or an unknown scan status,
+# How a reason names a rejected response: a body of the wrong shape, or an unknown scan status,
 # which the service reads as "not finished" rather than as an error.
 REJECTION_MARKERS = ("documented shape", "not COMPLETED")
 # An error message quotes at most a few hundred characters of a bad value, whatever its size.
@@ -59,7 +59,7 @@ class Target:
     name: str
     route: str
     matches: Callable[[web.Request], bool]
-    # Whether a rejected answer must end the cycle without completing it. A rejected poll is
+    # Whether a rejected response must end the cycle without completing it. A rejected poll is
     # polled again, and a rejected create is resolved by listing the scans.
     fails_cycle: bool
 
@@ -169,7 +169,7 @@ async def test_every_documented_field_with_wrong_value_rejected(
             result = await world.cycle_with(target, change)
             case = f"{field.label} = {label}"
             if change.replaced == 0:
-                failures.append(f"{case}: no such field in the simulator's answer")
+                failures.append(f"{case}: no such field in the simulator's response")
                 continue
             if result.status is CycleStatus.COMPLETED:
                 failures.append(f"{case}: the cycle completed")

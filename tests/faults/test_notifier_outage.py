@@ -3,7 +3,7 @@ then back: every alert must arrive once, in the order it was enqueued, per chann
 
 The cycles run for real against the simulator. The dispatcher runs on a fake clock that jumps
 from one due delivery to the next, as the daemon's dispatch job would meet them over the hours
-of the outage, so the test covers the real backoff and attempt budget without waiting.
+of the outage. The test thus covers the real backoff and attempt budget without waiting.
 """
 
 from __future__ import annotations

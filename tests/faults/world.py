@@ -152,7 +152,7 @@ class DeliveryRow:
 
 @dataclass(frozen=True)
 class EndState:
-    """What the database holds after a case: scans, finding states and the outbox."""
+    """The database's content after a case: scans, finding states and the outbox."""
 
     scans: list[ScanRow]
     states: dict[tuple[str, str], tuple[str, str]]
