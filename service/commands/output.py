@@ -1,13 +1,17 @@
 """Printing results: rich tables for people, JSON for scripts.
 
-Cells are rich `Text` objects, so names chosen by users (a Droplet called "[red]web") are
-printed as written and never read as rich markup.
+Cells and titles are rich `Text` objects, so names chosen by users (a Droplet called
+"[red]web") are printed as written and never read as rich markup. Every printed text goes
+through `service.text.clean_line`, so that a name from DigitalOcean or a user cannot send
+terminal escape sequences: control characters and bidirectional overrides show as U+FFFD, and
+tabs and line breaks as spaces. JSON keeps every value exact.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,8 +21,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from service.text import clean_line
+
 # Width of tables written to a file or a pipe, enough for a row of UUIDs, names and times.
 PIPED_TABLE_WIDTH = 200
+
+# C1 control characters and bidirectional controls, which json.dumps leaves as they are when
+# ensure_ascii is off. They can occur only inside JSON strings, where a \uXXXX escape stands
+# for the same character.
+_JSON_UNSAFE_CHARACTERS = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class OutputFormat(enum.Enum):
@@ -41,8 +52,17 @@ def json_time(value: datetime | None) -> str | None:
 
 
 def print_json(data: Any) -> None:
-    """Print `data` as indented JSON on standard output."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """Print `data` as indented JSON on standard output.
+
+    Non-ASCII text stays readable, except control and bidirectional characters, which are
+    written as \\uXXXX escapes: a JSON parser reads the same values either way.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE_CHARACTERS.sub(_json_escape, text))
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def print_table(
@@ -53,7 +73,11 @@ def print_table(
     empty: str = "Nothing to show.",
 ) -> None:
     """Print a table on standard output, or the `empty` sentence when there are no rows."""
-    table = Table(title=title, title_justify="left", title_style="bold")
+    table = Table(
+        title=Text(clean_line(title)) if title else None,
+        title_justify="left",
+        title_style="bold",
+    )
     for header in headers:
         # Fold rather than cut long values, so that every character of an id stays printed.
         table.add_column(header, overflow="fold")
@@ -61,8 +85,8 @@ def print_table(
         table.add_row(*(Text(_cell(value)) for value in row))
     if not table.rows:
         if title:
-            click.secho(title, bold=True)
-        click.echo(empty)
+            click.secho(clean_line(title), bold=True)
+        click.echo(clean_line(empty))
         return
     _stdout().print(table)
 
@@ -74,20 +98,30 @@ def print_fields(fields: Sequence[tuple[str, object]]) -> None:
         click.echo(f"{key:<{width}}  {_cell(value)}")
 
 
+def print_line(text: str) -> None:
+    """Print one line of the result on standard output."""
+    click.echo(clean_line(text))
+
+
 def print_note(text: str) -> None:
-    """Print a remark that is not part of the result on standard error."""
-    click.echo(text, err=True)
+    """Print a remark that is not part of the result, as one line on standard error."""
+    click.echo(clean_line(text), err=True)
 
 
 def _cell(value: object) -> str:
+    """Return the text of a table cell or field; the items of a list go on separate lines."""
+    if isinstance(value, list | tuple):
+        return "\n".join(_cell(item) for item in value)
+    return clean_line(_plain_text(value))
+
+
+def _plain_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return "\n".join(_cell(item) for item in value)
     return str(value)
 
 

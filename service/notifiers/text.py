@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from service.text import clean_text, single_line
+
 TRUNCATION_MARKER = "… (truncated)"
 
 # Slack gives `&`, `<` and `>` control meaning in mrkdwn (`<@U123>`, `<!channel>`,
@@ -20,11 +22,6 @@ TRUNCATION_MARKER = "… (truncated)"
 _MRKDWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MRKDWN_SPECIAL = re.compile("[&<>]")
 
-# C0 and C1 control characters other than newline and tab, and the Unicode bidirectional
-# controls that can make text display in another order than it is stored ("Trojan Source").
-_UNSAFE_CHARACTERS = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
 _WORD_BOUNDARY = re.compile(r"\s")
 
 _Measure = Callable[[str], int]
@@ -32,16 +29,6 @@ _Measure = Callable[[str], int]
 # A cut at a word boundary may give back at most this share of the room, so that one very
 # long word does not empty the text.
 _MAX_WORD_BOUNDARY_LOSS = 0.2
-
-
-def clean_text(text: str) -> str:
-    """Replace control and bidirectional-override characters with U+FFFD, tabs with spaces."""
-    return _UNSAFE_CHARACTERS.sub("\ufffd", text.replace("\t", " ").replace("\r\n", "\n"))
-
-
-def single_line(text: str) -> str:
-    """Clean `text` and fold its line breaks into spaces."""
-    return " ".join(clean_text(text).split())
 
 
 def escape_mrkdwn(text: str) -> str:

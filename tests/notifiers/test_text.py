@@ -6,12 +6,12 @@ import pytest
 
 from service.notifiers.text import (
     TRUNCATION_MARKER,
-    clean_text,
     escape_mrkdwn,
     fit_mrkdwn,
     fit_plain,
     text_length,
 )
+from service.text import clean_text
 from tests.notifiers.factories import HOSTILE_LONG, unsafe_slack_text
 
 
