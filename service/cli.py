@@ -16,7 +16,7 @@ import click
 
 from service import __version__
 from service.commands.params import check_not_blank, check_urns
-from service.config import CONFIG_PATH_VARIABLE, Settings, load_settings
+from service.config import CONFIG_PATH_VARIABLE, DEFAULT_DATABASE_URL, Settings, load_settings
 from service.errors import ConfigError
 
 # Exit code of a command whose configuration is invalid; click uses 2 for usage errors too.
@@ -106,22 +106,33 @@ def db() -> None:
 @click.option(
     "--database-url",
     envvar="CSPM_WATCH_DATABASE_URL",
-    default="sqlite+aiosqlite:///cspm-watch.db",
-    show_default=True,
-    help="Database to migrate; also read from CSPM_WATCH_DATABASE_URL.",
+    help=(
+        "Database to migrate; also read from CSPM_WATCH_DATABASE_URL. Without either, the "
+        "database_url of the configuration file (--config or CSPM_WATCH_CONFIG), else "
+        f"{DEFAULT_DATABASE_URL}."
+    ),
 )
-def db_upgrade(database_url: str) -> None:
-    """Apply every pending migration to the database."""
-    import asyncio
+@click.pass_context
+def db_upgrade(ctx: click.Context, database_url: str | None) -> None:
+    """Apply every pending migration to the database.
 
-    from service.errors import CspmWatchError
-    from service.storage import mask_database_url, upgrade_database
+    Exit codes: 0 the database is at the newest revision; 2 invalid configuration or database
+    URL; 3 the database could not be opened or migrated.
+    """
+    from service.commands.database import upgrade_schema
+    from service.logging import configure_logging
 
-    try:
-        revision = asyncio.run(upgrade_database(database_url))
-    except CspmWatchError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"{mask_database_url(database_url)} is at revision {revision}")
+    url = database_url or _configured_database_url(ctx)
+    # Log lines go to standard error and only from WARNING up, as for the other commands.
+    configure_logging(level="WARNING")
+    ctx.exit(_run_async(upgrade_schema(url)))
+
+
+def _configured_database_url(ctx: click.Context) -> str:
+    """Return the configuration file's database_url, or the default without a file."""
+    if ctx.find_root().ensure_object(dict).get("config_path") is None:
+        return DEFAULT_DATABASE_URL
+    return settings_from_context(ctx).database_url
 
 
 @cli.command()
@@ -271,14 +282,21 @@ def _run_async(main: Coroutine[Any, Any, int]) -> int:
     try:
         return asyncio.run(main)
     except ConfigError as error:
-        click.echo(f"error: {error}", err=True)
+        _print_error(str(error))
         return CONFIG_ERROR_EXIT_CODE
     except (StorageError, SQLAlchemyError) as error:
-        click.echo(f"error: the database failed: {_first_line(error)}", err=True)
+        _print_error(f"the database failed: {_first_line(error)}")
         return EXIT_DATABASE_ERROR
     except (CspmWatchError, OSError) as error:
-        click.echo(f"error: {_first_line(error)}", err=True)
+        _print_error(_first_line(error))
         return 1
+
+
+def _print_error(text: str) -> None:
+    from service.text import clean_text
+
+    # Errors may quote values from DigitalOcean or from the command line.
+    click.echo(f"error: {clean_text(text)}", err=True)
 
 
 def _first_line(error: BaseException) -> str:
@@ -734,7 +752,7 @@ def deliveries_retry(
     output: Any,
 ) -> None:
     """Queue failed deliveries again with a fresh attempt budget, then send every due
-    delivery now through the configured notifiers.
+    delivery now through the configured notifiers, also when none was queued again.
 
     Sent, pending and unknown ids are reported and left alone. Exit code 1 when a requested
     id was not retried or a delivery failed again.
