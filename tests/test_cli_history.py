@@ -350,6 +350,36 @@ def test_deliveries_retry_no_send_only_requeues(failed_delivery: FailedDelivery)
     assert failed_delivery.receiver.state.request_count == requests_before
 
 
+def test_deliveries_retry_sends_overdue_pending(failed_delivery: FailedDelivery) -> None:
+    setup = failed_delivery.setup
+    setup.invoke_json("deliveries", "retry", "--all-failed", "--no-send")
+
+    # Nothing is failed any more, so nothing is queued again, but the pending delivery is due.
+    retried = setup.invoke_json("deliveries", "retry", "--all-failed")
+    (delivery,) = setup.invoke_json("deliveries", "list")
+
+    assert retried["requeued"] == []
+    assert retried["dispatch"] is not None
+    assert retried["dispatch"]["sent"] == 1
+    assert delivery["status"] == "sent"
+    assert delivery["webhook_id"] in failed_delivery.receiver.state.ids
+
+
+def test_deliveries_retry_no_send_dispatches_nothing(failed_delivery: FailedDelivery) -> None:
+    setup = failed_delivery.setup
+    setup.invoke_json("deliveries", "retry", "--all-failed", "--no-send")
+    requests_before = failed_delivery.receiver.state.request_count
+
+    retried = setup.invoke("deliveries", "retry", "--all-failed", "--no-send")
+    (delivery,) = setup.invoke_json("deliveries", "list")
+
+    assert retried.exit_code == 0, retried.stderr
+    assert "No failed delivery to queue again." in retried.stdout
+    assert "Dispatched" not in retried.stdout
+    assert delivery["status"] == "pending"
+    assert failed_delivery.receiver.state.request_count == requests_before
+
+
 def test_deliveries_retry_sent_or_unknown_id_exits_1(failed_delivery: FailedDelivery) -> None:
     setup = failed_delivery.setup
     setup.invoke_json("deliveries", "retry", "--all-failed")

@@ -81,9 +81,9 @@ async def retry_outbox(
     """
     async with open_database(settings) as sessions:
         result = await retry_deliveries(sessions, delivery_ids)
-        report = None
-        if send and result.requeued:
-            report = await _dispatch_now(settings, sessions)
+        # Every due delivery is sent, also when nothing was queued again: a pending delivery
+        # whose next attempt is overdue goes out now rather than at the next `once` or `run`.
+        report = await _dispatch_now(settings, sessions) if send else None
     if output is OutputFormat.JSON:
         print_json(_retry_json(result, report))
     else:
