@@ -214,6 +214,31 @@ def test_suppressions_delete_unknown_id_exits_1(setup: CliSetup) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "00000000-0000-4000-8000-000000000000" in result.stderr
+    assert "HTTP 404" in result.stderr
+    assert "check the id with `cspm-watch suppressions list`" in result.stderr
+    assert "get_settings" not in result.stderr
+
+
+def test_suppressions_delete_unknown_id_names_target(
+    tmp_path: Path, threaded_simulator: Simulator
+) -> None:
+    second_target = """\
+    - name: staging
+      token_env: CSPM_TEST_DO_TOKEN
+      schedule: {interval_s: 3600}
+    """
+    setup = write_setup(
+        tmp_path,
+        threaded_simulator.url,
+        threaded_simulator.token,
+        extra_targets_yaml=second_target,
+    )
+
+    result = setup.invoke("suppressions", "delete", "no-such-id", "--target", "staging")
+
+    assert result.exit_code == 1
+    assert "`cspm-watch suppressions list --target staging`" in result.stderr
 
 
 def test_false_positive_excludes_resource_from_next_scan(setup: CliSetup) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from rich.console import Console
 from rich.status import Status
@@ -28,10 +31,16 @@ from service.digitalocean.client import SecurityClient
 from service.digitalocean.models import Collected, Finding, Scan, ScanStatus, Severity
 from service.scanning.polling import PollResult, poll_until_terminal
 from service.storage import ScanRecord, list_scans
+from service.text import clean_line
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 # `scans create --wait` when the scan ended in any status but COMPLETED, or did not end in time.
 EXIT_SCAN_NOT_COMPLETED = 1
+
+# Signals that stop `scans create --wait`; the scan itself keeps running at DigitalOcean.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _SEVERITIES_DESCENDING = sorted(Severity, reverse=True)
 
@@ -209,10 +218,13 @@ async def create_scan(
             _print_created(scan, output)
             return EXIT_OK
         print_note(f"Started scan {scan.id}; waiting until it finishes.")
-        result = await _wait_until_finished(client, target, scan)
+        result = await _run_until_signal(_wait_until_finished(client, target, scan))
+        if isinstance(result, signal.Signals):
+            _print_stopped(scan, target_name, result)
+            return _exit_code_after(result)
         if result.timed_out or result.scan is None:
             _print_created(result.scan or scan, output)
-            _print_timeout(target, scan, result)
+            _print_timeout(scan, target, target_name, result)
             return EXIT_SCAN_NOT_COMPLETED
         summary = await summarize_scan(client, scan.id)
     _print_summary(summary, output)
@@ -228,13 +240,63 @@ def _print_created(scan: Scan, output: OutputFormat) -> None:
     )
 
 
-def _print_timeout(target: TargetSettings, scan: Scan, result: PollResult) -> None:
+def _print_timeout(
+    scan: Scan, target: TargetSettings, target_name: str | None, result: PollResult
+) -> None:
     last = f" (last error: {result.last_error})" if result.last_error else ""
     print_note(
         f"error: scan {scan.id} did not finish within poll.timeout_s={target.poll.timeout_s:g} "
         f"seconds{last}. It goes on at DigitalOcean: check it later with "
-        f"`cspm-watch scans get {scan.id}`."
+        f"`{_get_scan_command(scan, target_name)}`."
     )
+
+
+def _print_stopped(scan: Scan, target_name: str | None, received: signal.Signals) -> None:
+    print_note(
+        f"Stopped waiting on {received.name}. Scan {scan.id} keeps running at DigitalOcean: "
+        f"check it with `{_get_scan_command(scan, target_name)}`."
+    )
+
+
+def _get_scan_command(scan: Scan, target_name: str | None) -> str:
+    target_option = f" --target {target_name}" if target_name is not None else ""
+    return f"cspm-watch scans get {scan.id}{target_option}"
+
+
+def _exit_code_after(received: signal.Signals) -> int:
+    # The code a shell reports for a process that the signal ended: 130 for SIGINT, 143 for
+    # SIGTERM. `once` and `run` exit with the same codes.
+    return 128 + received
+
+
+async def _run_until_signal(work: Coroutine[Any, Any, T]) -> T | signal.Signals:
+    """Run `work` until it returns, or until SIGINT or SIGTERM cancels it.
+
+    Return what `work` returned, or the signal that stopped it. A cancellation that no signal
+    caused propagates as usual.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(work)
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not received:
+            received.append(signum)
+            task.cancel()
+
+    # The handlers are in place before `work` starts, because the task first runs at the
+    # `await` below.
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return received[0]
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def _wait_until_finished(
@@ -297,7 +359,8 @@ class _ScanProgress:
     def _describe(self, status: str) -> str:
         waited_s = time.monotonic() - self._started_s
         polls = "1 poll" if self._polls == 1 else f"{self._polls} polls"
-        return f"Scan {self._scan_id}: {status} after {waited_s:.0f} s ({polls})"
+        # The spinner prints this text without print_note, so it is cleaned here.
+        return clean_line(f"Scan {self._scan_id}: {status} after {waited_s:.0f} s ({polls})")
 
 
 # JSON shapes

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import click
-
-from service.commands.common import open_client, pick_target, warn_incomplete
-from service.commands.output import OutputFormat, print_json, print_table
+from service.commands.common import CommandError, open_client, pick_target, warn_incomplete
+from service.commands.output import OutputFormat, print_json, print_line, print_table
 from service.commands.scans import EXIT_OK
 from service.config import Settings
+from service.digitalocean.errors import NotFoundError
 from service.digitalocean.models import Suppression
 
 
@@ -60,12 +59,31 @@ async def create_suppression(
 async def delete_suppression(
     settings: Settings, target_name: str | None, suppression_id: str
 ) -> int:
-    """Delete a suppression by its id."""
+    """Delete a suppression by its id.
+
+    Raise CommandError when DigitalOcean has no suppression with this id.
+    """
     target = pick_target(settings, target_name)
     async with open_client(settings, target) as client:
-        await client.delete_suppression(suppression_id)
-    click.echo(f"Deleted suppression {suppression_id}.")
+        try:
+            await client.delete_suppression(suppression_id)
+        except NotFoundError as error:
+            raise CommandError(_not_found_message(suppression_id, target_name, error)) from None
+    print_line(f"Deleted suppression {suppression_id}.")
     return EXIT_OK
+
+
+def _not_found_message(suppression_id: str, target_name: str | None, error: NotFoundError) -> str:
+    details = [f"HTTP {error.status}"]
+    if error.message:
+        details.append(repr(error.message))
+    if error.request_id:
+        details.append(f"request id {error.request_id}")
+    target_option = f" --target {target_name}" if target_name is not None else ""
+    return (
+        f"suppression {suppression_id!r} was not found at DigitalOcean ({', '.join(details)}): "
+        f"check the id with `cspm-watch suppressions list{target_option}`"
+    )
 
 
 async def mark_false_positive(
@@ -75,7 +93,7 @@ async def mark_false_positive(
     target = pick_target(settings, target_name)
     async with open_client(settings, target) as client:
         await client.create_false_positive(resource_urn)
-    click.echo(f"Excluded {resource_urn} from future scans of target {target.name}.")
+    print_line(f"Excluded {resource_urn} from future scans of target {target.name}.")
     return EXIT_OK
 
 

@@ -79,7 +79,7 @@ _SCOPES = {
 _NOT_FOUND_HINTS = {
     Operation.GET_SCAN: "check the scan id",
     Operation.LIST_AFFECTED_RESOURCES: "check the scan id and the finding's rule_uuid",
-    Operation.DELETE_SUPPRESSION: "check the suppression id with get_settings",
+    Operation.DELETE_SUPPRESSION: "check the suppression id in the team's security settings",
     Operation.GET_LATEST_SCAN: "run a scan first",
 }
 
