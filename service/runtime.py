@@ -32,6 +32,7 @@ from service.notifiers.factory import build_notifiers
 from service.scanning.cycle import CycleEnvironment, CycleResult, run_cycle
 from service.scanning.lease import new_holder_id
 from service.storage import create_engine, create_sessionmaker, mask_database_url, upgrade_database
+from service.storage.deliveries import prune_deliveries
 from service.storage.retention import prune_scan_details
 
 log = structlog.get_logger(__name__)
@@ -129,7 +130,16 @@ class Runtime:
                     session, older_than=older_than, max_scans=PRUNE_BATCH_SCANS
                 )
             if result.scans < PRUNE_BATCH_SCANS:
-                return
+                break
+        deliveries_older_than = utc_now() - timedelta(days=self.settings.retention.deliveries_days)
+        async with self.sessions.begin() as session:
+            deleted = await prune_deliveries(session, older_than=deliveries_older_than)
+        if deleted:
+            log.info(
+                "deliveries_pruned",
+                deleted=deleted,
+                older_than=deliveries_older_than.isoformat(),
+            )
 
 
 def mutes_of(settings: Settings) -> list[Mute]:

@@ -5,7 +5,12 @@ Query functions take the caller's `AsyncSession` and never commit, so one
 deliveries together. docs/storage.md describes the tables and the functions.
 """
 
-from service.storage.deliveries import DeliveryStatus, NewDelivery, enqueue_deliveries
+from service.storage.deliveries import (
+    DeliveryStatus,
+    NewDelivery,
+    enqueue_deliveries,
+    prune_deliveries,
+)
 from service.storage.engine import (
     DEFAULT_DATABASE_URL,
     create_engine,
@@ -89,6 +94,7 @@ __all__ = [
     "mask_database_url",
     "parse_database_url",
     "previous_completed_scan",
+    "prune_deliveries",
     "prune_scan_details",
     "record_alerts",
     "record_cycle_failure",

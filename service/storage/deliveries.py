@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,3 +94,19 @@ def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
             index_elements=["notifier", "dedupe_key"]
         )
     raise StorageError(f"unsupported database dialect {dialect!r} for the outbox")
+
+
+async def prune_deliveries(session: AsyncSession, *, older_than: datetime) -> int:
+    """Delete sent and failed deliveries created before `older_than`; return how many.
+
+    Pending and sending deliveries stay, whatever their age, so retention never drops an
+    alert that has not been delivered or given up.
+    """
+    older_than = ensure_utc(older_than, "older_than")
+    result = await session.execute(
+        delete(_deliveries).where(
+            _deliveries.c.status.in_((DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)),
+            _deliveries.c.created_at < older_than,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from service.storage import DeliveryStatus, NewDelivery, enqueue_deliveries
+from service.storage import DeliveryStatus, NewDelivery, enqueue_deliveries, prune_deliveries
 from service.storage.tables import DeliveryRecord
 from tests.storage.conftest import TestDatabase
 
@@ -59,3 +59,34 @@ async def test_enqueue_deliveries_repeated_key_skipped(database: TestDatabase) -
 
 async def test_enqueue_deliveries_empty_list(database: TestDatabase) -> None:
     assert await enqueue(database, []) == 0
+
+
+async def test_prune_deliveries_keeps_undelivered(database: TestDatabase) -> None:
+    keys = {status: f"s1:{status.value}" for status in DeliveryStatus}
+    await enqueue(database, [delivery(dedupe_key=key) for key in keys.values()])
+    async with database.sessions.begin() as session:
+        for status, key in keys.items():
+            await session.execute(
+                update(DeliveryRecord)
+                .where(DeliveryRecord.dedupe_key == key)
+                .values(status=status.value)
+            )
+
+    async with database.sessions.begin() as session:
+        deleted = await prune_deliveries(session, older_than=CREATED_AT + timedelta(days=1))
+
+    assert deleted == 2
+    async with database.sessions() as session:
+        left = set((await session.scalars(select(DeliveryRecord.status))).all())
+    assert left == {DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value}
+
+
+async def test_prune_deliveries_keeps_recent(database: TestDatabase) -> None:
+    await enqueue(database, [delivery()])
+    async with database.sessions.begin() as session:
+        await session.execute(update(DeliveryRecord).values(status=DeliveryStatus.SENT.value))
+
+    async with database.sessions.begin() as session:
+        deleted = await prune_deliveries(session, older_than=CREATED_AT)
+
+    assert deleted == 0
