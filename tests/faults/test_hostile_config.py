@@ -185,8 +185,9 @@ CASES = [
     Case(
         "missing_sqlite_directory",
         _missing_sqlite_directory,
-        CONFIG_ERROR_EXIT_CODE,
+        EXIT_DATABASE_ERROR,
         ("does not exist",),
+        commands=("run", "once"),
     ),
 ]
 
