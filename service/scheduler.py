@@ -35,6 +35,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import ScheduleSettings, Settings, TargetSettings, parse_cron
 
@@ -132,7 +133,7 @@ def build_scheduler(
     scheduler.add_job(
         _run_job,
         IntervalTrigger(seconds=settings.dispatch.interval_s, timezone=UTC),
-        args=(dispatch,),
+        args=(dispatch, DISPATCH_JOB_ID),
         id=DISPATCH_JOB_ID,
         name="dispatch pending deliveries",
     )
@@ -140,7 +141,7 @@ def build_scheduler(
     scheduler.add_job(
         _run_job,
         CronTrigger(hour=int(hour), minute=int(minute), timezone=UTC),
-        args=(prune,),
+        args=(prune, RETENTION_JOB_ID),
         id=RETENTION_JOB_ID,
         name="delete data past retention",
     )
@@ -156,16 +157,22 @@ async def _run_target_job(
     run_target: Callable[[TargetSettings], Awaitable[object]], target: TargetSettings
 ) -> None:
     with structlog.contextvars.bound_contextvars(target=target.name):
-        await _run_job(lambda: run_target(target))
+        await _run_job(lambda: run_target(target), target_job_id(target.name))
 
 
-async def _run_job(job: Callable[[], Awaitable[object]]) -> None:
+async def _run_job(job: Callable[[], Awaitable[object]], job_id: str) -> None:
     try:
         await job()
     except asyncio.CancelledError:
         # Only the daemon's shutdown cancels a running job. Ending the job here keeps
         # APScheduler from logging the stop as a failed job with a traceback.
-        log.info("scheduled_job_stopped", reason="the daemon is shutting down")
+        log.info("scheduled_job_stopped", job_id=job_id, reason="the daemon is shutting down")
+    except SQLAlchemyError as error:
+        # The database is down or refused a statement: an outage, not a bug, so one line
+        # without a traceback. The job runs again at its next time.
+        cause = getattr(error, "orig", None) or error
+        first_line = (str(cause) or type(cause).__name__).splitlines()[0]
+        log.error("scheduled_job_failed", job_id=job_id, error=f"database error: {first_line}")
 
 
 def _log_job_event(event: JobEvent) -> None:
