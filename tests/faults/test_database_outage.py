@@ -1,7 +1,8 @@
 """PostgreSQL stopped in the middle of a daemon's cycle and started again.
 
-The cycle must fail with an error that names the database, /readyz must report the database
-check failing, the next cycle must complete, and every alert must arrive once. The server is a
+The cycle and the dispatch job must fail with one-line errors that name the database, /readyz
+must report the database check failing, the next cycle must complete, and every alert must
+arrive once. The server is a
 throwaway cluster of the test's own, stopped with `pg_ctl stop -m fast`.
 """
 
@@ -95,6 +96,10 @@ async def test_daemon_survives_postgres_outage(
             second_poll.release()
             failed = await daemon.wait_for_event("cycle_finished", matches=cycle_finished("error"))
             down = await wait_for_readiness(port, 503)
+            # The dispatch job runs every second and meets the outage too.
+            dispatch_failed = await daemon.wait_for_event(
+                "scheduled_job_failed", matches=lambda event: event.get("job_id") == "dispatch"
+            )
 
             await postgres.start()
             completed = await daemon.wait_for_event(
@@ -109,6 +114,7 @@ async def test_daemon_survives_postgres_outage(
 
     assert code == EXIT_SIGTERM, daemon.stderr
     assert "database error" in failed["reason"]
+    assert "database error" in dispatch_failed["error"]
     assert down["checks"]["database"]["ok"] is False
     assert down["checks"]["database"]["detail"]
     assert up["ready"] is True
