@@ -34,7 +34,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The absolute directories of the image, moved under the temporary root.
 IMAGE_DIRECTORIES = ("/opt/cspm-watch", "/data")
 # The .dockerignore entries that matter inside the copied directories.
-IGNORED_IN_CONTEXT = shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.db-wal", "*.db-shm")
+IGNORED_IN_CONTEXT = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "*.db", "*.db-wal", "*.db-shm", "*.migrate-lock"
+)
 PIP_TIMEOUT_S = 540
 DAEMON_TIMEOUT_S = 30.0
 
@@ -237,4 +239,10 @@ async def test_image_install_steps_run_daemon(
     assert _files_under(replay.root / "opt") == installed_before
     data_files = set(os.listdir(replay.root / "data"))
     assert "cspm-watch.db" in data_files
-    assert data_files <= {"cspm-watch.db", "cspm-watch.db-wal", "cspm-watch.db-shm"}
+    # The migrate-lock file serializes migrations of the SQLite file across processes.
+    assert data_files <= {
+        "cspm-watch.db",
+        "cspm-watch.db-wal",
+        "cspm-watch.db-shm",
+        "cspm-watch.migrate-lock",
+    }
