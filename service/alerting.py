@@ -19,7 +19,7 @@ from service.notifiers.content import AlertBatch, AlertItem, AlertReason, BatchK
 
 
 class FirstScanMode(enum.Enum):
-    """What the first completed scan of a target sends."""
+    """The first-scan mode: what the first completed scan of a target sends."""
 
     SUMMARY = "summary"
     ALERT = "alert"
@@ -27,7 +27,7 @@ class FirstScanMode(enum.Enum):
 
 
 class SkipReason(enum.Enum):
-    """Why a diff entry raised no alert."""
+    """The reason a diff entry raised no alert."""
 
     UNCHANGED = "unchanged"
     BELOW_THRESHOLD = "below_threshold"
@@ -90,7 +90,7 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class AlertPlan:
-    """What a scan sends: the batches, and a decision for every diff entry."""
+    """The outcome of the policy for one scan: the batches, and a decision per diff entry."""
 
     batches: tuple[AlertBatch, ...]
     decisions: tuple[Decision, ...]
@@ -114,7 +114,7 @@ def decide_alerts(
 
     A diff that changes no state (failed scan, incomplete collection) alerts nothing. The first
     completed scan of a target sends one summary, every alert, or nothing, as
-    `policy.on_first_scan` says.
+    `policy.on_first_scan` sets.
     """
     if not diff.changes_states:
         return AlertPlan(batches=(), decisions=())
@@ -140,7 +140,7 @@ def decide_alerts(
 def failure_batch(
     target: str, *, consecutive_failures: int, threshold: int, reason: str, now: datetime
 ) -> AlertBatch | None:
-    """A `target_failing` batch when the failures in a row reach `threshold` exactly.
+    """Return a `target_failing` batch when the failures in a row reach `threshold` exactly.
 
     Later failures of the same streak send nothing, so a target that stays broken alerts once.
     A threshold of 0 turns failure alerts off.
@@ -236,7 +236,7 @@ def _findings_batch(
 
 
 def _group_items(decisions: Sequence[Decision]) -> tuple[AlertItem, ...]:
-    """One item per (reason, rule, severity), carrying every resource of that group.
+    """Group the decisions into one item per (reason, rule, severity), with its resources.
 
     Items are ordered by severity (highest first), then reason, then rule name, so the most
     urgent findings lead every message.
