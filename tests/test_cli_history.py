@@ -20,13 +20,13 @@ import pytest
 from service.runtime import run_once
 from service.simulator import Simulator
 from service.storage import create_engine, create_sessionmaker, prune_scan_details
+from tests.support.simulators import serve_in_thread
 from tests.support.webhook_receiver import ScriptedAnswer, WebhookReceiver, run_webhook_receiver
 from tests.test_cli_support import (
     WEBHOOK_SECRET,
     WEBHOOK_SECRET_VARIABLE,
     CliSetup,
     logging_restored,
-    serve_in_thread,
     write_setup,
 )
 

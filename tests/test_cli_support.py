@@ -7,16 +7,14 @@ loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import textwrap
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from click.testing import CliRunner, Result
@@ -24,14 +22,11 @@ from click.testing import CliRunner, Result
 from service.cli import cli
 from service.config import Settings, load_settings
 
-T = TypeVar("T")
-
 # The configuration names this variable; each test puts the simulator's token in it.
 TOKEN_VARIABLE = "CSPM_TEST_DO_TOKEN"
 WEBHOOK_SECRET_VARIABLE = "CSPM_TEST_WEBHOOK_SECRET"
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci1jbGktdGVzdHMtb25seQ=="
 
-_THREAD_START_TIMEOUT_S = 30.0
 
 # Variables of the developer's shell that would change what the commands load.
 _UNSET_VARIABLES = (
@@ -108,43 +103,6 @@ def write_setup(
     config_path.write_text(text, encoding="utf-8")
     environ = {TOKEN_VARIABLE: token, WEBHOOK_SECRET_VARIABLE: WEBHOOK_SECRET}
     return CliSetup(config_path, database_path, token, environ)
-
-
-@contextmanager
-def serve_in_thread(
-    make_server: Callable[[], AbstractAsyncContextManager[T]],
-) -> Iterator[T]:
-    """Enter the async context manager `make_server()` on a background thread's own event
-    loop, yield what it returns, and leave it when the block ends."""
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        try:
-            async with make_server() as server:
-                holder["server"] = server
-                holder["stop"] = asyncio.Event()
-                started.set()
-                await holder["stop"].wait()
-        except BaseException as error:
-            holder["error"] = error
-            started.set()
-            raise
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    if not started.wait(_THREAD_START_TIMEOUT_S):
-        raise RuntimeError(f"the server did not start within {_THREAD_START_TIMEOUT_S} s")
-    if "error" in holder:
-        thread.join()
-        raise RuntimeError("the server failed to start") from holder["error"]
-    try:
-        yield holder["server"]
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(_THREAD_START_TIMEOUT_S)
-        loop.close()
 
 
 @contextmanager
