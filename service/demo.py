@@ -44,7 +44,7 @@ CYCLE_TITLES = (
 
 
 def demo_config(api_url: str, database_path: Path, *, webhook_url: str | None) -> str:
-    """The YAML configuration the demo runs with; it is also a starting point for real use."""
+    """Return the YAML configuration the demo runs with, also a starting point for real use."""
     notifiers = ["stdout"]
     webhook_block = ""
     if webhook_url:

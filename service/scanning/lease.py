@@ -32,7 +32,8 @@ _leases = Base.metadata.tables["leases"]
 
 
 def new_holder_id() -> str:
-    """An id for this process: host, process id and a random part, unique across restarts."""
+    """Return an id for this process: host, process id and a random part, unique across
+    restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 

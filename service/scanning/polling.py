@@ -88,5 +88,5 @@ async def poll_until_terminal(
 
 
 def deadline_for(requested_at: datetime, timeout_s: float) -> datetime:
-    """The moment a scan requested at `requested_at` counts as timed out."""
+    """Return the moment a scan requested at `requested_at` counts as timed out."""
     return requested_at + timedelta(seconds=timeout_s)
