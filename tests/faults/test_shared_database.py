@@ -110,8 +110,11 @@ async def test_two_daemons_and_once_share_one_database(
         int(requested_at[scan_id].timestamp()) // INTERVAL_S for scan_id in by_daemons
     )
     assert max(scans_per_slot.values()) == 1, scans_per_slot
-    assert len(by_daemons) >= SLOTS_TO_WATCH - 1
+    assert len(by_daemons) >= 1
     assert len(by_once) <= 1
+    # A scan by `once` fills its slot, so the daemons skip that slot; together they scan
+    # every watched slot but the first, which may have begun before the daemons started.
+    assert len(by_daemons) + len(by_once) >= SLOTS_TO_WATCH - 1
     created = [scan.id for scan in simulator.state.scans]
     assert sorted(created) == sorted(requested_at) == sorted(by_daemons + by_once)
 
