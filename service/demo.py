@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +32,10 @@ from service.storage import (
     ScanRecord,
 )
 
+# The simulator's token goes in this file beside the configuration, so that the commands the
+# demo suggests can read the stored data after it ends. It opens only the demo's simulator.
+DEMO_TOKEN_FILE = "simulator-token"  # noqa: S105 - a file name
 # Names of environment variables, not secrets.
-DEMO_TOKEN_VARIABLE = "CSPM_WATCH_DEMO_TOKEN"  # noqa: S105
 DEMO_WEBHOOK_URL_VARIABLE = "CSPM_WATCH_DEMO_WEBHOOK_URL"
 DEMO_WEBHOOK_SECRET_VARIABLE = "CSPM_WATCH_DEMO_WEBHOOK_SECRET"  # noqa: S105
 
@@ -60,14 +63,14 @@ def demo_config(api_url: str, database_path: Path, *, webhook_url: str | None) -
     return textwrap.dedent(
         f"""\
         # Written by `cspm-watch demo`. For a real team, set api_url to
-        # https://api.digitalocean.com (or drop it), point token_env at a variable holding a
+        # https://api.digitalocean.com (or drop it), point token_file (or token_env) at a
         # DigitalOcean token with the security:read and security:create scopes, and replace the
         # console notifier with Slack or a webhook (see docs/configuration.md).
         database_url: sqlite+aiosqlite:///{database_path}
         api_url: {api_url}
         targets:
           - name: demo
-            token_env: {DEMO_TOKEN_VARIABLE}
+            token_file: {DEMO_TOKEN_FILE}
             schedule: {{interval_s: 3600}}
             poll: {{initial_interval_s: 0.2, max_interval_s: 1, timeout_s: 60}}
             alerts:
@@ -105,7 +108,7 @@ async def _run_demo(data_dir: Path, environ: dict[str, str]) -> int:
         config_path = data_dir / "cspm-watch.yaml"
         config = demo_config(simulator.url, data_dir / "cspm-watch.db", webhook_url=webhook_url)
         await asyncio.to_thread(config_path.write_text, config)
-        environ[DEMO_TOKEN_VARIABLE] = simulator.token
+        await asyncio.to_thread(_write_token_file, data_dir / DEMO_TOKEN_FILE, simulator.token)
         settings = load_settings(config_path, environ)
         results = await _run_cycles(settings)
         await _print_summary(settings, config_path, results)
@@ -143,6 +146,23 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _write_token_file(path: Path, token: str) -> None:
+    path.touch(mode=0o600)
+    path.write_text(token + "\n", encoding="utf-8")
+
+
+def _command_name() -> str:
+    """Return how the user can call cspm-watch: the name on PATH, else the script beside the
+    running interpreter, such as .venv/bin/cspm-watch after `make demo`."""
+    if shutil.which("cspm-watch"):
+        return "cspm-watch"
+    script = Path(sys.executable).parent / "cspm-watch"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 async def _print_summary(settings: Settings, config_path: Path, results: list[CycleResult]) -> None:
     async with open_runtime(settings, migrate=False) as runtime, runtime.sessions() as session:
         counts = {
@@ -162,17 +182,18 @@ async def _print_summary(settings: Settings, config_path: Path, results: list[Cy
         click.echo(f"  {count:>6} {name}")
     click.echo()
     click.secho("Next steps", bold=True)
+    command = await asyncio.to_thread(_command_name)
     click.echo(
         textwrap.indent(
             textwrap.dedent(
                 f"""\
               The configuration the demo used is {config_path}.
               Explore what was stored:
-                cspm-watch --config {config_path} scans list
-                cspm-watch --config {config_path} diff --target demo
+                {command} --config {config_path} scans list --stored
+                {command} --config {config_path} diff --target demo
               To watch a real team, export DIGITALOCEAN_TOKEN and SLACK_WEBHOOK_URL and run
-                cspm-watch once      # one cycle, then exit (a CronJob does this)
-                cspm-watch run       # the daemon with its own scheduler
+                {command} once      # one cycle, then exit (a CronJob does this)
+                {command} run       # the daemon with its own scheduler
               or write a configuration file like config/example.yaml and pass --config.
             """
             ),

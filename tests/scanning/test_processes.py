@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -157,3 +158,23 @@ async def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert "escalated from MEDIUM" in text
     assert "resolved" in text
     assert "Stored in the database" in text
+
+    # The commands the demo suggests read what it stored, after the simulator has stopped.
+    listing = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "--config",
+        str(tmp_path / "demo" / "cspm-watch.yaml"),
+        "scans",
+        "list",
+        "--stored",
+        "--output",
+        "json",
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await listing.communicate()
+    assert listing.returncode == 0, stderr.decode()
+    assert len(json.loads(stdout)) == 3
