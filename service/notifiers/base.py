@@ -59,6 +59,27 @@ class Notifier(Protocol):
         ...
 
 
+class NotifierBase:
+    """The name, severity threshold and pace that every notifier keeps the same way."""
+
+    def __init__(self, name: str, *, min_severity: Severity, min_interval_s: float) -> None:
+        self._name = name
+        self._min_severity = min_severity
+        self._min_interval_s = min_interval_s
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        return self._min_severity
+
+    @property
+    def min_interval_s(self) -> float:
+        return self._min_interval_s
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxMessage:
     """One rendered message for one notifier, ready to be stored as a delivery row.

@@ -7,29 +7,19 @@ import sys
 from typing import TextIO
 
 from service.digitalocean.models import Severity
-from service.notifiers.base import PayloadFormat
+from service.notifiers.base import NotifierBase, PayloadFormat
 
 
-class ConsoleNotifier:
+class ConsoleNotifier(NotifierBase):
     """Writes the text of each message to a stream, standard output by default."""
 
     payload_format = PayloadFormat.CONSOLE
-    min_interval_s = 0.0
 
     def __init__(
         self, name: str, *, min_severity: Severity = Severity.LOW, stream: TextIO | None = None
     ):
-        self._name = name
-        self._min_severity = min_severity
+        super().__init__(name, min_severity=min_severity, min_interval_s=0.0)
         self._stream = stream
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        return self._min_severity
 
     @property
     def channel_key(self) -> str:

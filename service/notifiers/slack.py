@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from service.digitalocean.models import Severity
 from service.errors import NotifierError
 from service.logging import register_secret
-from service.notifiers.base import PayloadFormat
+from service.notifiers.base import NotifierBase, PayloadFormat
 from service.notifiers.http import LoopBoundSession
 from service.notifiers.retry import error_for_transport
 from service.notifiers.slack_errors import error_for_slack_answer
@@ -33,7 +33,7 @@ _sdk_logger = logging.getLogger(f"{__name__}.sdk")
 _sdk_logger.setLevel(logging.WARNING)
 
 
-class SlackNotifier:
+class SlackNotifier(NotifierBase):
     """Posts rendered Block Kit messages to one channel with a bot token."""
 
     payload_format = PayloadFormat.SLACK
@@ -54,27 +54,13 @@ class SlackNotifier:
         if not channel.strip():
             raise ValueError(f"notifier {name!r}: `channel` is empty; set a channel name or id")
         register_secret(token)
-        self._name = name
+        super().__init__(name, min_severity=min_severity, min_interval_s=min_interval_s)
         self._token = token
         self._channel = channel
         self._api_url = api_url if api_url.endswith("/") else f"{api_url}/"
-        self._min_severity = min_severity
         self._timeout_s = timeout_s
-        self._min_interval_s = min_interval_s
         self._session = LoopBoundSession(timeout_s=timeout_s)
         self._client: AsyncWebClient | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        return self._min_severity
-
-    @property
-    def min_interval_s(self) -> float:
-        return self._min_interval_s
 
     @property
     def channel_key(self) -> str:

@@ -16,7 +16,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from service.digitalocean.models import Severity
 from service.logging import register_secret
-from service.notifiers.base import PayloadFormat
+from service.notifiers.base import NotifierBase, PayloadFormat
 from service.notifiers.http import LoopBoundSession
 from service.notifiers.retry import error_for_transport
 from service.notifiers.slack import SLACK_MIN_INTERVAL_S
@@ -26,7 +26,7 @@ _sdk_logger = logging.getLogger(f"{__name__}.sdk")
 _sdk_logger.setLevel(logging.WARNING)
 
 
-class SlackWebhookNotifier:
+class SlackWebhookNotifier(NotifierBase):
     """Posts rendered Block Kit messages to the channel of one incoming webhook."""
 
     payload_format = PayloadFormat.SLACK
@@ -46,25 +46,11 @@ class SlackWebhookNotifier:
                 "(copy it from the app's Incoming Webhooks page)"
             )
         register_secret(url)
-        self._name = name
+        super().__init__(name, min_severity=min_severity, min_interval_s=min_interval_s)
         self._url = url
-        self._min_severity = min_severity
         self._timeout_s = timeout_s
-        self._min_interval_s = min_interval_s
         self._session = LoopBoundSession(timeout_s=timeout_s)
         self._client: AsyncWebhookClient | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        return self._min_severity
-
-    @property
-    def min_interval_s(self) -> float:
-        return self._min_interval_s
 
     @property
     def channel_key(self) -> str:

@@ -16,7 +16,7 @@ import aiohttp
 
 from service.digitalocean.models import Severity
 from service.logging import register_secret
-from service.notifiers.base import PayloadFormat
+from service.notifiers.base import NotifierBase, PayloadFormat
 from service.notifiers.http import LoopBoundSession
 from service.notifiers.retry import error_for_status, error_for_transport
 from service.notifiers.signing import WebhookSigner
@@ -25,7 +25,7 @@ from service.notifiers.signing import WebhookSigner
 WEBHOOK_MIN_INTERVAL_S = 0.0
 
 
-class WebhookNotifier:
+class WebhookNotifier(NotifierBase):
     """POSTs the versioned JSON payload, signed with the notifier's own secret.
 
     Without a secret the requests carry `webhook-id` and `webhook-timestamp` but no
@@ -55,24 +55,10 @@ class WebhookNotifier:
             except ValueError as error:
                 raise ValueError(f"notifier {name!r}: {error}") from None
         register_secret(url)
-        self._name = name
+        super().__init__(name, min_severity=min_severity, min_interval_s=min_interval_s)
         self._url = url
-        self._min_severity = min_severity
-        self._min_interval_s = min_interval_s
         self._clock = clock
         self._session = LoopBoundSession(timeout_s=timeout_s)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        return self._min_severity
-
-    @property
-    def min_interval_s(self) -> float:
-        return self._min_interval_s
 
     @property
     def channel_key(self) -> str:
