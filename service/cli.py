@@ -255,7 +255,7 @@ def once(ctx: click.Context, target_names: tuple[str, ...], dry_run: bool) -> No
         from service.preview import preview_targets
 
         settings = settings_from_context(ctx)
-        # Logs go to standard error and at WARNING, so standard output holds the messages.
+        # Logs go to standard error and at WARNING, so standard output contains only the messages.
         configure_logging(level="WARNING")
         ctx.exit(_run_async(preview_targets(settings, target_names)))
     _run_service(ctx, "once", target_names)

@@ -1,9 +1,9 @@
 """The embedded demo: the whole job against the built-in simulator, with no account needed.
 
-It starts the simulator on a free loopback port, writes a configuration file that points a
-target at it, and runs three cycles through the real service: a baseline scan (one summary),
-a scan with new and escalated findings (alerts), and a scan where findings are resolved. The
-console notifier prints every message; a webhook notifier is added when
+It starts the simulator on a free loopback port and writes a configuration file that points
+a target at it. Then it runs three cycles through the real service: a baseline scan (one
+summary), a scan with new and escalated findings (alerts), and a scan where findings are
+resolved. The console notifier prints every message, and a webhook notifier is added when
 CSPM_WATCH_DEMO_WEBHOOK_URL is set.
 """
 

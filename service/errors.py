@@ -14,7 +14,7 @@ class ConfigError(CspmWatchError):
 
 
 class StorageError(CspmWatchError):
-    """The database failed or holds data the service cannot use."""
+    """The database failed or contains data the service cannot use."""
 
 
 class NotifierError(CspmWatchError):

@@ -161,8 +161,8 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the database (migrating it when configured to), the clients and the notifiers.
 
-    Raises StorageError, naming the database and the likely fix, when the database does not
-    answer or cannot be migrated, before any other work. `connect=False` skips that check, for
+    Raises StorageError, naming the database and the likely fix, when the database is
+    unreachable or cannot be migrated, before any other work. `connect=False` skips that check, for
     readers that must not create a SQLite file.
     """
     migrating = migrate if migrate is not None else settings.migrate_on_start

@@ -1,9 +1,9 @@
 """Leases: the right of one process to run one target's cycle for a while.
 
 A lease is one row per target. Claiming it is a single atomic upsert that succeeds only when
-the row is missing, expired, or already held by the same holder, so two processes sharing a
-database (replicas, the daemon and a CronJob) never run one target at once. A holder renews the
-lease while its cycle runs; if the process dies, the lease expires on its own.
+the row is missing, expired, or already held by the same holder. Two processes sharing a
+database (replicas, the daemon and a CronJob) therefore never run one target at once. A
+holder renews the lease while its cycle runs. If the process dies, the lease expires on its own.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Polls ask for one finding per page, so each costs one small request. The interval doubles from
 `initial_interval_s` to `max_interval_s`, and the last sleep is cut short at the deadline, so a
-poll loop always ends by its deadline whatever the API answers.
+poll loop always ends by its deadline whatever the API returns.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Per-target cycle health: the current streak of failed cycles and the last success.
 
-The cycle records every outcome here, so that a target failing again and again alerts once
-(when the streak reaches its threshold), readiness can tell a target that has not succeeded
-for too long, and a cycle that died half-way is recognised by the next one.
+The cycle records every outcome here. A target that keeps failing then alerts once, when the
+streak reaches its threshold. Readiness finds a target that has not succeeded for too long, and
+the next cycle recognises one that died half-way.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _target_status = Base.metadata.tables["target_status"]
 
 @dataclass(frozen=True, slots=True)
 class CycleStart:
-    """What `mark_cycle_started` found: when an unfinished earlier cycle started, if any."""
+    """The result of `mark_cycle_started`: when an unfinished earlier cycle started, if any."""
 
     unfinished_since: datetime | None
 
